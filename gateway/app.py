@@ -1,0 +1,201 @@
+"""`veil serve`: load everything once, bind the listeners, run one or more worker processes.
+
+Sockets are bound in the parent and inherited by forked workers, so every worker accepts on
+the same ports and both cores serve. The review desk, metrics and periodic jobs run in the
+first worker only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import ssl
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config import Config, ConfigError, HostPort, load_directory
+from gateway.eventlog import configure, log_event
+
+
+@dataclass
+class Listeners:
+    outbound: socket.socket
+    inbound: socket.socket
+    review: socket.socket
+
+
+def bind(address: HostPort) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address.host, address.port))
+    except OSError as error:
+        sock.close()
+        raise ConfigError("(listen)", str(address), f"cannot listen: {error.strerror}",
+                          "choose a free port or stop the program that uses it") from error
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+def validate_for_serving(config: Config) -> dict[str, Any]:
+    """Everything `serve` needs, loaded and checked; raises ConfigError with the fix."""
+    from gateway.auth.dkim import load_signer
+    from gateway.rules.engine import RuleError, load_ruleset
+
+    directory = load_directory(config.directory_path)
+    signer = load_signer(config.dkim)
+    try:
+        ruleset = load_ruleset(config.rules.paths)
+    except RuleError as error:
+        raise ConfigError(config.path, "rules.paths", str(error), "correct the rule file") from error
+    for section, cert, key in (("outbound", config.outbound.tls_cert, config.outbound.tls_key),
+                               ("inbound", config.inbound.tls_cert, config.inbound.tls_key)):
+        if cert is not None and key is not None:
+            try:
+                tls_context(cert, key)
+            except (OSError, ssl.SSLError) as error:
+                raise ConfigError(config.path, f"{section}.tls_cert",
+                                  f"cannot load certificate or key: {error}",
+                                  "point tls_cert and tls_key at a readable PEM pair") from error
+    if config.outbound.auth_users is not None:
+        from gateway.smtpauth import load_users
+        load_users(config.outbound.auth_users)
+    return {"directory": directory, "signer": signer, "ruleset": ruleset}
+
+
+def tls_context(cert: Any, key: Any) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def serve(config: Config) -> int:
+    configure(config.log_level)
+    loaded = validate_for_serving(config)
+    listeners = Listeners(bind(config.outbound.listen), bind(config.inbound.listen),
+                          bind(config.review.listen))
+    log_event("listening", outbound=str(config.outbound.listen),
+              inbound=str(config.inbound.listen), review=str(config.review.listen),
+              workers=config.workers)
+    if config.workers == 1:
+        asyncio.run(_worker(config, loaded, listeners, first=True))
+        return 0
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="veil-metrics-"))
+    return _supervise(config, loaded, listeners)
+
+
+def _supervise(config: Config, loaded: dict[str, Any], listeners: Listeners) -> int:
+    children: dict[int, bool] = {}
+
+    def spawn(first: bool) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            try:
+                asyncio.run(_worker(config, loaded, listeners, first=first))
+            finally:
+                os._exit(0)
+        children[pid] = first
+
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for index in range(config.workers):
+        spawn(first=index == 0)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        first = children.pop(pid, False)
+        if not stopping:
+            log_event("worker_exited", worker_pid=pid, status=status)
+            spawn(first)
+    return 0
+
+
+async def _worker(config: Config, loaded: dict[str, Any], listeners: Listeners,
+                  first: bool) -> None:
+    import uvicorn
+
+    from gateway.auth.dkim import dns_txt_resolver
+    from gateway.quarantine.store import QuarantineStore
+    from gateway.server import InboundHandler, OutboundHandler, Services, smtp_factory
+    from gateway.web import build_web_app
+
+    store = QuarantineStore.open(config.quarantine.database)
+    services = Services(config=config, directory=loaded["directory"], store=store,
+                        signer=loaded["signer"], ruleset=loaded["ruleset"],
+                        dkim_lookup=dns_txt_resolver())
+    loop = asyncio.get_running_loop()
+    servers = [
+        await loop.create_server(
+            smtp_factory(OutboundHandler(services), config, **_smtp_tls(config, "outbound")),
+            sock=listeners.outbound),
+        await loop.create_server(
+            smtp_factory(InboundHandler(services), config, **_smtp_tls(config, "inbound")),
+            sock=listeners.inbound),
+    ]
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    tasks: list[asyncio.Task[Any]] = []
+    web: uvicorn.Server | None = None
+    if first:
+        from gateway.quarantine.digest import digest_loop
+        from gateway.quarantine.commands import retention_loop
+
+        web = uvicorn.Server(uvicorn.Config(build_web_app(config, store), log_level="warning",
+                                            lifespan="off"))
+        tasks.append(asyncio.create_task(web.serve(sockets=[listeners.review])))
+        tasks.append(asyncio.create_task(retention_loop(store, config)))
+        tasks.append(asyncio.create_task(digest_loop(store, config)))
+    else:
+        listeners.review.close()
+    log_event("worker_ready", first=first)
+    await stop.wait()
+    for server in servers:
+        server.close()
+    if web is not None:
+        web.should_exit = True
+    for task in tasks:
+        if task is not tasks[0] or web is None:
+            task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for server in servers:
+        await server.wait_closed()
+    store.close()
+
+
+def _smtp_tls(config: Config, section: str) -> dict[str, Any]:
+    listener = getattr(config, section)
+    kwargs: dict[str, Any] = {}
+    if listener.tls_cert is not None:
+        kwargs["tls_context"] = tls_context(listener.tls_cert, listener.tls_key)
+    if section == "outbound" and config.outbound.auth_users is not None:
+        from gateway.smtpauth import authenticator_for
+        kwargs["authenticator"] = authenticator_for(config.outbound.auth_users)
+        kwargs["auth_require_tls"] = listener.tls_cert is not None
+    return kwargs
+
+
+def main_error(error: ConfigError) -> int:
+    print(f"veil: {error}", file=sys.stderr)
+    return 2
