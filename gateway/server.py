@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
 
 from gateway import inbound, metrics, replies
+from gateway.protocol import VeilSMTP
 from gateway.auth.dkim import DkimResult, DnsTxtLookup, verify_dkim
 from gateway.auth.results import authentication_results, strip_forged_results
 from gateway.config import Config, Directory
@@ -286,7 +287,7 @@ class InboundHandler(_Handler):
 def smtp_factory(handler: _Handler, config: Config, **tls: Any) -> Callable[[], SMTP]:
     """A protocol factory for loop.create_server, with Veil's limits applied."""
     def build() -> SMTP:
-        return SMTP(handler, data_size_limit=config.limits.max_message_size,
+        return VeilSMTP(handler, data_size_limit=config.limits.max_message_size,
                     enable_SMTPUTF8=True, decode_data=False, hostname="veil",
                     ident="Veil ESMTP", timeout=config.limits.command_timeout_seconds, **tls)
     return build
