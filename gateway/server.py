@@ -23,6 +23,7 @@ from gateway.protocol import VeilSMTP
 from gateway.auth.dkim import DkimResult, DnsTxtLookup, verify_dkim
 from gateway.auth.results import authentication_results, strip_forged_results
 from gateway.config import Config, Directory
+from gateway.dsn import failure_notice
 from gateway.envelope import Envelope, Outcome, Quarantined, Refused, Relayed, Retry
 from gateway.eventlog import log_message
 from gateway.outbound import HoldLeak, MessageSigner, Send, prepare_outbound
@@ -131,17 +132,25 @@ def _kind(outcome: Outcome) -> str:
     return type(outcome).__name__.lower()
 
 
-def _partial(outcome: Relayed | Retry | Refused) -> Outcome:
-    """A next hop that took some recipients and deferred others: retry the whole transaction.
+async def finish_partial(outcome: Relayed | Retry | Refused, envelope: Envelope, message: bytes,
+                         next_hop: str, tls: str, reporting_host: str) -> Outcome:
+    """One DATA reply covers every recipient, so a next hop that took only some needs care.
 
-    SMTP has one DATA reply for all recipients. Answering 250 would lose the deferred ones, so
-    the client retries; recipients that already accepted may see a duplicate, never a loss.
-    A permanent refusal of some recipients is reported by the next hop's own bounce policy
-    only when every recipient was refused; partially refused mail is logged with the codes.
+    Some deferred (4xx): answer 451 so the client retries the whole transaction; recipients
+    that already accepted may see a duplicate, never a loss. Some refused for good (5xx): the
+    sender gets a bounce for those, and 250 is given only once the bounce itself was accepted.
     """
-    if isinstance(outcome, Relayed) and any(c < 500 for c, _ in outcome.refused.values()):
+    if not isinstance(outcome, Relayed) or not outcome.refused:
+        return outcome
+    if any(code < 500 for code, _ in outcome.refused.values()):
         return Retry("next hop deferred some recipients", 451, "4.3.0")
-    return outcome
+    if not envelope.mail_from:
+        return outcome  # never bounce a bounce
+    notice = failure_notice(envelope.mail_from, outcome.refused, message, reporting_host)
+    bounced = await deliver(next_hop, Envelope("", (envelope.mail_from,)), notice, tls=tls)
+    if isinstance(bounced, Relayed):
+        return outcome
+    return Retry("next hop refused some recipients and the bounce could not be sent", 451, "4.3.0")
 
 
 class OutboundHandler(_Handler):
@@ -192,7 +201,9 @@ class OutboundHandler(_Handler):
         details = {"verdict": "relayed" if isinstance(outcome, Relayed) else _kind(outcome),
                    "agent": plan.agent_alias, "relay_failed": not isinstance(outcome, Relayed),
                    "next_hop": _next_hop_summary(outcome)}
-        return _partial(outcome), details
+        return await finish_partial(outcome, plan.envelope, plan.message,
+                                    self.config.outbound.next_hop, self.config.outbound.tls,
+                                    self.config.dkim.domain), details
 
 
 def _next_hop_summary(outcome: Outcome) -> str:
@@ -252,7 +263,9 @@ class InboundHandler(_Handler):
              ("X-Veil-Verdict", f"deliver; score={verdict.score:g}")])
         routed = inbound.route(envelope, services.directory)
         outcome = await deliver(policy.next_hop, routed, delivered, tls=policy.tls)
-        return _partial(outcome), {"verdict": "delivered" if isinstance(outcome, Relayed)
+        outcome = await finish_partial(outcome, routed, delivered, policy.next_hop, policy.tls,
+                                       self.config.dkim.domain)
+        return outcome, {"verdict": "delivered" if isinstance(outcome, Relayed)
                                    else _kind(outcome), "score": verdict.score,
                                    "relay_failed": not isinstance(outcome, Relayed),
                                    "next_hop": _next_hop_summary(outcome)}
