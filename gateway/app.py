@@ -13,7 +13,6 @@ import signal
 import socket
 import ssl
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +85,6 @@ def serve(config: Config) -> int:
     if config.workers == 1:
         asyncio.run(_worker(config, loaded, listeners, first=True))
         return 0
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="veil-metrics-"))
     return _supervise(config, loaded, listeners)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,8 +21,12 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if config.workers > 1:
+        # prometheus-client reads this when first imported: workers then share their counts.
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="veil-metrics-"))
     from gateway.app import serve
-    return serve(load_config(args.config))
+    return serve(config)
 
 
 def _config_check(args: argparse.Namespace) -> int:
