@@ -1,0 +1,1 @@
+"""Message authentication: DKIM signing and verification, Authentication-Results."""

@@ -1,0 +1,161 @@
+"""DKIM signing and verification, checked by dkimpy and by Perl's Mail::DKIM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import dkim
+import dkim.crypto
+import pytest
+
+from gateway.auth.dkim import (DkimResult, Signer, dns_txt_record, generate_key, load_signer,
+                               verify_dkim)
+from gateway.auth.results import authentication_results, strip_forged_results
+from gateway.config import ConfigError, DkimConfig
+
+HERE = Path(__file__).resolve().parent
+MESSAGE = (b"From: Alex Morgan <alex.morgan@support.example>\r\nTo: c@example.net\r\n"
+           b"Subject: Re: order\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\n"
+           b"Message-ID: <x1@support.example>\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n\r\nHello,\r\n\r\nAll fixed.\r\n")
+
+
+@pytest.fixture(scope="module", params=["rsa", "ed25519"])
+def key(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("dkim") / f"{request.param}.key"
+    generate_key(path, request.param)
+    return path
+
+
+def record(key: Path) -> str:
+    return "".join(dns_txt_record("support.example", "veil", key.read_bytes()).split('"')[1::2])
+
+
+def dkimpy_verifies(message: bytes, key: Path) -> bool:
+    return bool(dkim.verify(message, dnsfunc=lambda name, timeout=5: record(key).encode()))
+
+
+def test_signature_verifies_and_only_prepends(key: Path) -> None:
+    signed = Signer("support.example", "veil", key.read_bytes()).sign(MESSAGE)
+    assert signed.endswith(MESSAGE)
+    header = signed[: len(signed) - len(MESSAGE)]
+    assert header.startswith(b"DKIM-Signature:") and b"c=relaxed/relaxed" in header
+    tags = b"".join(header.split())
+    assert b"h=from:to:subject:date:message-id:mime-version:content-type:from;" in tags
+    assert dkimpy_verifies(signed, key)
+
+
+def test_bare_lf_input_is_signed_as_crlf(key: Path) -> None:
+    signed = Signer("support.example", "veil", key.read_bytes()).sign(
+        MESSAGE.replace(b"\r\n", b"\n"))
+    assert b"\n" not in signed.replace(b"\r\n", b"")
+    assert dkimpy_verifies(signed, key)
+
+
+def test_fast_rsa_is_byte_identical_to_dkimpy(tmp_path: Path) -> None:
+    path = tmp_path / "rsa.key"
+    generate_key(path, "rsa")
+    signer = Signer("support.example", "veil", path.read_bytes())
+    fast = signer.sign(MESSAGE)
+    original = dkim.RSASSA_PKCS1_v1_5_sign
+    dkim.RSASSA_PKCS1_v1_5_sign = dkim.crypto.RSASSA_PKCS1_v1_5_sign
+    try:
+        slow = signer.sign(MESSAGE)
+    finally:
+        dkim.RSASSA_PKCS1_v1_5_sign = original
+    strip_time = lambda m: b"".join(  # noqa: E731  the t= tag may tick between the two
+        part for part in m.split(b";") if not part.strip().startswith(b"t="))
+    assert strip_time(fast) == strip_time(slow)
+
+
+@pytest.mark.skipif(shutil.which("perl") is None, reason="perl is not installed")
+def test_independent_verifier_accepts_rsa_signature(tmp_path: Path) -> None:
+    probe = subprocess.run(["perl", "-MMail::DKIM::Verifier", "-e1"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("Perl's Mail::DKIM is not installed (Debian: libmail-dkim-perl)")
+    path = tmp_path / "rsa.key"
+    generate_key(path, "rsa")
+    signed = Signer("support.example", "veil", path.read_bytes()).sign(MESSAGE)
+    env = {**os.environ, "DKIM_NAME": "veil._domainkey.support.example", "DKIM_TXT": record(path)}
+    good = subprocess.run(["perl", str(HERE / "dkim_verify.pl")], input=signed, env=env,
+                          capture_output=True, check=True)
+    assert good.stdout == b"pass support.example\n"
+    bad = subprocess.run(["perl", str(HERE / "dkim_verify.pl")],
+                         input=signed.replace(b"All fixed", b"All broken"), env=env,
+                         capture_output=True, check=True)
+    assert bad.stdout == b"fail support.example\n"
+
+
+async def test_verify_reports_every_signature(key: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.key"
+    generate_key(other, "rsa")
+    good = Signer("support.example", "veil", key.read_bytes()).sign(MESSAGE)
+    both = Signer("elsewhere.example", "s1", other.read_bytes()).sign(good)
+    answers = {"veil._domainkey.support.example": record(key)}  # s1 key not published
+
+    async def lookup(name: str) -> str | None:
+        return answers.get(name)
+
+    results = await verify_dkim(both, lookup)
+    assert [(r.result, r.domain) for r in results] == [("permerror", "elsewhere.example"),
+                                                      ("pass", "support.example")]
+    tampered = await verify_dkim(good.replace(b"All fixed", b"All broken"), lookup)
+    assert tampered[0].result == "fail"
+
+
+async def test_dns_failure_is_temperror_and_garbage_is_permerror(key: Path) -> None:
+    async def failing(name: str) -> str | None:
+        raise LookupError("SERVFAIL")
+
+    signed = Signer("support.example", "veil", key.read_bytes()).sign(MESSAGE)
+    assert (await verify_dkim(signed, failing))[0].result == "temperror"
+
+    async def nothing(name: str) -> str | None:
+        return None
+
+    for garbage in (b"DKIM-Signature: v=1; d=; s=\r\n" + MESSAGE,
+                    b"DKIM-Signature: \xff\xfe;;;===\r\n" + MESSAGE,
+                    b"DKIM-Signature: v=1; a=rsa-sha256; d=x.example; s=s; b=!!; bh=??\r\n"
+                    + MESSAGE):
+        [result] = await verify_dkim(garbage, nothing)
+        assert result.result == "permerror"
+    assert await verify_dkim(MESSAGE, nothing) == ()
+    assert await verify_dkim(b"", nothing) == ()
+
+
+def test_authentication_results_header() -> None:
+    assert authentication_results("veil", ()) == "Authentication-Results: veil; dkim=none"
+    header = authentication_results("veil", (DkimResult("pass", "support.example", "veil"),
+                                             DkimResult("fail", "x.example", "s", 'bad "hash"')))
+    assert "dkim=pass header.d=support.example header.s=veil" in header
+    assert "dkim=fail reason=\"bad 'hash'\" header.d=x.example header.s=s" in header
+
+
+def test_forged_results_for_our_id_are_stripped_others_kept() -> None:
+    message = (b"Authentication-Results: veil; dkim=pass\r\n header.d=bank.example\r\n"
+               b"Authentication-Results: mx.example.net; spf=pass\r\n" + MESSAGE)
+    stripped = strip_forged_results(message, "veil")
+    assert stripped == b"Authentication-Results: mx.example.net; spf=pass\r\n" + MESSAGE
+    assert strip_forged_results(MESSAGE, "veil") is MESSAGE
+
+
+def test_keygen_refuses_to_overwrite_and_loads(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "veil.key"
+    generate_key(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(FileExistsError):
+        generate_key(path)
+    assert load_signer(DkimConfig(private_key=path)).algorithm == b"rsa-sha256"
+    assert "k=rsa; p=" in dns_txt_record("support.example", "veil", path.read_bytes())
+
+
+def test_load_signer_explains_missing_or_bad_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="veil dkim keygen"):
+        load_signer(DkimConfig(private_key=tmp_path / "none.key"))
+    bad = tmp_path / "bad.key"
+    bad.write_text("not a key")
+    with pytest.raises(ConfigError, match="PEM"):
+        load_signer(DkimConfig(private_key=bad))
