@@ -1,0 +1,1 @@
+"""Identity: rewriting real identities to aliases, and the fail-closed leak check."""

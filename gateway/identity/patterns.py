@@ -1,0 +1,232 @@
+"""Every agent's real identity compiled into one automaton, and what replaces each hit.
+
+Names are matched case- and accent-insensitively on word edges: the text is folded one
+character to one character (é -> e, Á -> a), so a hit in the folded text has the same span in
+the original and is replaced there. Decomposed text (e + combining accent) is composed first.
+All names, nicknames, name parts, addresses and address local parts of all agents go into one
+Aho-Corasick automaton: one pass over the text whatever the size of the directory. Phones are
+matched by their digits, whatever the separators.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+import ahocorasick
+import regex
+
+from gateway.config import Agent, Directory, fold_name
+
+PHONE_REPLACEMENT = "[number withheld]"
+
+# Single first or last names that are also ordinary words only count when capitalised.
+_COMMON_WORDS = frozenset("""
+may will hope grace rose mark bill faith joy dawn sky summer autumn april june august iris ivy
+lily daisy ruby pearl amber crystal destiny charity patience violet rich gay jack pat sue
+frank earl duke king page hunter bond young brown green white black gold silver price long
+little hill wood stone ford rice lane art van bob dick
+""".split())
+
+
+def _fold_table() -> dict[int, str]:
+    table: dict[int, str] = {code: chr(code).lower() for code in range(ord("A"), ord("Z") + 1)}
+    for code in range(0x80, 0x2500):
+        char = chr(code)
+        base = "".join(c for c in unicodedata.normalize("NFKD", char)
+                       if not unicodedata.combining(c))
+        lowered = base.lower()
+        if len(lowered) == 1 and lowered != char:
+            table[code] = lowered
+    return table
+
+
+_FOLD = _fold_table()
+_COMBINING = regex.compile(r"\p{M}")
+
+
+def prepare(text: str) -> str:
+    """Compose decomposed accents so folding keeps one character per character."""
+    if not text.isascii() and _COMBINING.search(text):
+        return unicodedata.normalize("NFC", text)
+    return text
+
+
+_NON_ASCII = regex.compile(r"[^\x00-\x7f]+")
+
+
+def fold_text(text: str) -> str:
+    """Lower case without accents, one character for one character (spans stay aligned)."""
+    if text.isascii():
+        return text.lower()
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a rare letter whose lower case is longer
+        return text.translate(_FOLD)
+    return _NON_ASCII.sub(lambda run: run.group().translate(_FOLD), lowered)
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str          # "name" | "address" | "phone"
+    agent: Agent
+    replacement: str
+    strict_case: bool = False  # a common word: only a capitalised occurrence is a name
+
+
+@dataclass(frozen=True)
+class Hit:
+    start: int
+    end: int
+    kind: str
+    agent: Agent
+    replacement: str
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_" or unicodedata.combining(char) != 0
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
+_PHONE_LIKE = regex.compile(r"(?<![\w])\+?\(?\d[\d \t().\-/\u00a0]{4,24}\d(?!\d)")
+
+
+def _same_number(found: str, phone: str) -> bool:
+    """Same number when the last nine digits agree (country code and trunk prefix vary)."""
+    if len(phone) < 9 or len(found) < 9:
+        return found == phone
+    return found[-9:] == phone[-9:]
+
+
+class IdentityPatterns:
+    """Finds and replaces the identity of every agent in a directory."""
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+        self.automaton = ahocorasick.Automaton()
+        entries: dict[str, list[Target]] = {}
+
+        def add(key: str, target: Target) -> None:
+            if key:
+                entries.setdefault(key, []).append(target)
+
+        for agent in directory.agents:
+            alias_tokens = agent.alias_name.split()
+            alias_first, alias_last = alias_tokens[0], alias_tokens[-1]
+            for address in agent.addresses:
+                add(address.lower(), Target("address", agent, agent.alias_address))
+                local = address.split("@")[0].lower()
+                if len(local) >= 4:
+                    add(local, Target("address", agent, agent.alias_address.split("@")[0]))
+            for name in (agent.name, *agent.also_known_as):
+                tokens = fold_name(name).split()
+                if not tokens:
+                    continue
+                whole = len(tokens) > 1 or name == agent.name
+                add(" ".join(tokens), Target("name", agent,
+                                             agent.alias_name if whole else alias_first,
+                                             " ".join(tokens) in _COMMON_WORDS))
+                if len(tokens) > 1:
+                    add(f"{tokens[-1]}, {' '.join(tokens[:-1])}",
+                        Target("name", agent, agent.alias_name))
+            tokens = fold_name(agent.name).split()
+            if len(tokens) > 1:
+                for token, replacement in ((tokens[0], alias_first), (tokens[-1], alias_last)):
+                    if len(token) >= 2:
+                        add(token, Target("name", agent, replacement, token in _COMMON_WORDS))
+        for key, targets in entries.items():
+            self.automaton.add_word(key, (len(key), tuple(targets)))
+        if entries:
+            self.automaton.make_automaton()
+        self.phones: list[tuple[str, Agent]] = [
+            (_digits(phone), agent) for agent in directory.agents for phone in agent.phones]
+
+    def hits(self, text: str) -> list[Hit]:
+        """Every identity in `text` (as given: callers pass `prepare`d text), in order."""
+        if not text:
+            return []
+        found: list[Hit] = []
+        if len(self.automaton):
+            folded = fold_text(text)
+            for end_index, (length, targets) in self.automaton.iter(folded):
+                start, end = end_index - length + 1, end_index + 1
+                target = targets[0]
+                if not self._on_word_edges(folded, start, end, target.kind):
+                    continue
+                if target.strict_case and not text[start:start + 1].isupper():
+                    continue
+                found.append(Hit(start, end, target.kind, target.agent, target.replacement))
+        found.extend(self.phone_hits(text))
+        found.sort(key=lambda hit: (hit.start, -(hit.end - hit.start)))
+        return _without_overlaps(found)
+
+    @staticmethod
+    def _on_word_edges(folded: str, start: int, end: int, kind: str) -> bool:
+        before = folded[start - 1] if start > 0 else " "
+        after = folded[end] if end < len(folded) else " "
+        if _is_word(before) or _is_word(after):
+            return False
+        if kind == "name":
+            # A name inside an address or a dotted identifier is not a name there.
+            if before in "@.+-" and start > 1 and _is_word(folded[start - 2]):
+                return False
+            if after in "@":
+                return False
+            if after in ".+-" and end + 1 < len(folded) and _is_word(folded[end + 1]):
+                return False
+        if kind == "address" and after == "@":
+            return False  # a local part of another address
+        return True
+
+    def phone_hits(self, text: str) -> list[Hit]:
+        if not self.phones:
+            return []
+        hits: list[Hit] = []
+        for match in _PHONE_LIKE.finditer(text):
+            digits = _digits(match.group())
+            for phone, agent in self.phones:
+                if _same_number(digits, phone):
+                    hits.append(Hit(match.start(), match.end(), "phone", agent,
+                                    PHONE_REPLACEMENT))
+                    break
+        return hits
+
+    def replace(self, text: str, style: str = "plain") -> tuple[str, list[Hit]]:
+        """The text with every identity replaced; `style` "html" escapes replacements."""
+        text = prepare(text)
+        hits = self.hits(text)
+        if not hits:
+            return text, []
+        pieces: list[str] = []
+        position = 0
+        for hit in hits:
+            pieces.append(text[position:hit.start])
+            replacement = hit.replacement
+            original = text[hit.start:hit.end]
+            if hit.kind == "name" and original.isupper() and len(original) > 1:
+                replacement = replacement.upper()
+            if style == "html":
+                replacement = replacement.replace("&", "&amp;").replace("<", "&lt;")
+            pieces.append(replacement)
+            position = hit.end
+        pieces.append(text[position:])
+        return "".join(pieces), hits
+
+
+def _without_overlaps(hits: list[Hit]) -> list[Hit]:
+    """Leftmost, then longest, hits that do not overlap."""
+    kept: list[Hit] = []
+    for hit in hits:
+        if kept and hit.start < kept[-1].end:
+            continue
+        kept.append(hit)
+    return kept
+
+
+@lru_cache(maxsize=8)
+def patterns_for(directory: Directory) -> IdentityPatterns:
+    """Compiled once per directory (the directory is loaded once at start-up)."""
+    return IdentityPatterns(directory)

@@ -1,0 +1,476 @@
+"""Outbound rewriting: every trace of every agent's real identity becomes that agent's alias.
+
+Pure: bytes in, bytes out. Work happens on the original bytes through the MIME tree in
+gateway/mime.py; only header fields and parts that change are re-encoded (rewritten text parts
+as quoted-printable), everything else passes through byte for byte. `rewrite` never raises on
+malformed input: what it cannot rewrite is left for the leak check (gateway/identity/leaks.py),
+which refuses the message.
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import re
+import uuid
+from dataclasses import dataclass
+from email.header import Header
+from email.message import Message
+from email.utils import formataddr, getaddresses, parseaddr
+
+from gateway.config import Agent, Directory
+from gateway.identity.patterns import IdentityPatterns, patterns_for, prepare
+from gateway.mime import (Part, Tree, decode_body, decode_text, decode_words, encode_qp,
+                          header_value, parse, text_charset_for)
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    message: bytes
+    mail_from: str
+    agent: Agent | None
+    message_ids: tuple[tuple[str, str], ...]
+
+
+# Headers that identify the agent's machine, client or session: dropped outright.
+DROPPED_HEADERS = frozenset({
+    "x-originating-ip", "x-mailer", "user-agent", "x-originating-email", "x-sender",
+    "x-authenticated-user", "x-authenticated-sender", "x-ms-exchange-organization-authas",
+    "x-ms-exchange-organization-authsource", "x-ms-exchange-organization-authmechanism",
+    "x-ms-exchange-organization-originalclientipaddress", "x-client-ip", "x-source-ip",
+    "x-get-message-sender-via", "x-authenticated-sender-id", "authentication-results",
+    "arc-seal", "arc-message-signature", "arc-authentication-results", "dkim-signature",
+    "x-google-dkim-signature", "x-originatororg", "x-ms-exchange-crosstenant-originalarrivaltime",
+    "x-ms-exchange-crosstenant-fromentityheader", "x-ms-exchange-crosstenant-id",
+    "x-ms-exchange-crosstenant-mailboxtype", "x-ms-exchange-crosstenant-userprincipalname",
+    "x-ms-exchange-transport-crosstenantheadersstamped", "x-ms-exchange-messagesentrepresentingtype",
+    "thread-index", "x-ms-has-attach", "x-ms-tnef-correlator", "x-ms-publictraffictype",
+    "x-forefront-antispam-report", "x-microsoft-antispam", "x-microsoft-antispam-message-info",
+    "x-ms-office365-filtering-correlation-id", "x-ms-traffictypediagnostic",
+})
+ADDRESS_HEADERS = frozenset({
+    "from", "sender", "reply-to", "to", "cc", "bcc", "disposition-notification-to",
+    "return-receipt-to", "return-path", "errors-to", "resent-from", "resent-sender",
+    "resent-to", "resent-cc", "resent-reply-to", "mail-followup-to", "mail-reply-to",
+})
+# Structure headers whose text is not prose; handled specially or left alone.
+STRUCTURE_HEADERS = frozenset({"content-transfer-encoding", "mime-version", "date",
+                               "in-reply-to", "references", "content-id", "content-location"})
+AVATAR_WORDS = re.compile(r"avatar|headshot|photo|portrait|profile|selfie|picture|foto|"
+                          r"gravatar|mugshot|agent[-_ ]?image", re.IGNORECASE)
+QUOTE_START = re.compile(r"^(?:>|On .{0,300} wrote:|Le .{0,300} a écrit|El .{0,300} escribió|"
+                         r"Am .{0,300} schrieb|-{2,}\s*Original Message|From: )", re.MULTILINE)
+_TEXT_TYPES = ("text/", "application/ics", "application/vcard")
+
+
+def identify_agent(message: bytes, mail_from: str, directory: Directory) -> Agent | None:
+    """The sending agent: by envelope sender, From address, or From display name."""
+    return _identify(parse(message), mail_from, directory)
+
+
+def _identify(tree: Tree, mail_from: str, directory: Directory) -> Agent | None:
+    if mail_from:
+        agent = directory.agent_for_address(mail_from)
+        if agent:
+            return agent
+    for name, start, end in tree.root.fields:
+        if name in ("from", "sender"):
+            display, address = parseaddr(decode_words(header_value(tree.raw, start, end)))
+            agent = directory.agent_for_address(address) or (
+                directory.agent_for_display_name(display) if display else None)
+            if agent:
+                return agent
+    return None
+
+
+def rewrite(message: bytes, mail_from: str, directory: Directory, *,
+            internal_domains: tuple[str, ...] = (), id_domain: str = "") -> Rewritten:
+    """The message as it may leave: identities replaced, machine traces removed."""
+    patterns = patterns_for(directory)
+    tree = parse(message)
+    agent = _identify(tree, mail_from, directory)
+    internal = _internal_domains(directory, internal_domains)
+    context = _Context(patterns, agent, internal, id_domain or "veil.invalid")
+    edits: list[tuple[int, int, bytes]] = []
+    removed: list[Part] = _avatar_parts(tree, agent)
+    removed_ids = {_content_id(part) for part in removed} - {""}
+    for parent in tree.walk():
+        for child in parent.children:
+            if child in removed:
+                edits.append(_removal_span(tree.raw, parent, child))
+    skip = {id(part) for removed_part in removed for part in _subtree(removed_part)}
+    for part in tree.walk():
+        if id(part) in skip:
+            continue
+        body_change = None
+        if not part.children and part.content_type.startswith(_TEXT_TYPES):
+            body_change = _rewrite_body(tree.raw, part, context, removed_ids)
+        header_block = _rewrite_headers(tree.raw, part, context, is_root=part is tree.root,
+                                        body_change=body_change)
+        if header_block is not None:
+            edits.append((part.start, part.body_start, header_block))
+        if body_change is not None:
+            edits.append((part.body_start, part.end, body_change[0]))
+    rewritten = _apply(tree.raw, edits)
+    new_mail_from = _rewrite_envelope_sender(mail_from, directory)
+    return Rewritten(rewritten, new_mail_from, agent, tuple(context.message_ids))
+
+
+@dataclass
+class _Context:
+    patterns: IdentityPatterns
+    agent: Agent | None
+    internal_domains: frozenset[str]
+    id_domain: str
+
+    def __post_init__(self) -> None:
+        self.message_ids: list[tuple[str, str]] = []
+
+
+def _internal_domains(directory: Directory, configured: tuple[str, ...]) -> frozenset[str]:
+    domains = {d.lower() for d in configured}
+    for agent in directory.agents:
+        domains.update(a.rsplit("@", 1)[1].lower() for a in agent.addresses)
+    return frozenset(domains)
+
+
+def _rewrite_envelope_sender(mail_from: str, directory: Directory) -> str:
+    agent = directory.agent_for_address(mail_from) if mail_from else None
+    return agent.alias_address if agent else mail_from
+
+
+def _apply(raw: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
+    if not edits:
+        return raw
+    pieces: list[bytes] = []
+    position = 0
+    for start, end, replacement in sorted(edits, key=lambda edit: edit[0]):
+        if start < position:
+            continue  # inside a span already replaced (a removed part)
+        pieces.append(raw[position:start])
+        pieces.append(replacement)
+        position = end
+    pieces.append(raw[position:])
+    return b"".join(pieces)
+
+
+def _subtree(part: Part) -> list[Part]:
+    parts = [part]
+    for child in part.children:
+        parts.extend(_subtree(child))
+    return parts
+
+
+# --- headers -------------------------------------------------------------------------------
+
+def _newline(raw: bytes, part: Part) -> bytes:
+    return b"\r\n" if b"\r\n" in raw[part.start:part.body_start + 2] or part.start == \
+        part.body_start else b"\n"
+
+
+def _rewrite_headers(raw: bytes, part: Part, context: _Context, *, is_root: bool,
+                     body_change: tuple[bytes, str] | None) -> bytes | None:
+    """The part's new header block, or None when nothing changes."""
+    newline = _newline(raw, part)
+    lines: list[bytes] = []
+    changed = False
+    saw_cte = False
+    for name, start, end in part.fields:
+        original = raw[start:end]
+        new = _rewrite_field(raw, name, start, end, context, is_root)
+        if body_change is not None and name == "content-transfer-encoding":
+            new = b"Content-Transfer-Encoding: quoted-printable"
+            saw_cte = True
+        if body_change is not None and name == "content-type":
+            new = _with_charset(new if new is not None else original, body_change[1])
+        if new is None:
+            lines.append(original)
+            continue
+        changed = True
+        if new:
+            lines.append(new.rstrip(b"\r\n") + newline)
+    if body_change is not None:
+        changed = True
+        if not saw_cte:
+            lines.append(b"Content-Transfer-Encoding: quoted-printable" + newline)
+        if not any(name == "content-type" for name, _, _ in part.fields):
+            lines.append(b"Content-Type: text/plain; charset=\"" + body_change[1].encode() +
+                         b"\"" + newline)
+    if not changed:
+        return None
+    block = b"".join(line if line.endswith(b"\n") else line + newline for line in lines)
+    return block + newline
+
+
+def _with_charset(field: bytes, charset: str) -> bytes:
+    message = Message()
+    _, _, value = field.partition(b":")
+    message["Content-Type"] = re.sub(r"\s+", " ", value.decode("utf-8", "replace")).strip()
+    message.set_param("charset", charset)
+    return b"Content-Type: " + str(message["Content-Type"]).encode("utf-8")
+
+
+def _rewrite_field(raw: bytes, name: str, start: int, end: int, context: _Context,
+                   is_root: bool) -> bytes | None:
+    """New bytes for one header field; b"" drops it; None keeps it byte for byte."""
+    if not name:
+        return None
+    if is_root and name in DROPPED_HEADERS:
+        return b""
+    if name in STRUCTURE_HEADERS:
+        return None
+    value = header_value(raw, start, end)
+    display = raw[start:end].split(b":", 1)[0].decode("ascii", "replace").strip()
+    if is_root and name == "received":
+        return _anonymised_received(value, context)
+    if is_root and name == "message-id":
+        return _replaced_message_id(value, context)
+    if name in ADDRESS_HEADERS:
+        return _rewrite_addresses(display, value, context)
+    if name in ("content-type", "content-disposition"):
+        return _rewrite_params(display, value, context)
+    text = decode_words(value)
+    new_text, hits = context.patterns.replace(text)
+    if not hits:
+        return None
+    return _encode_unstructured(display, new_text)
+
+
+def _encode_unstructured(display: str, text: str) -> bytes:
+    if text.isascii():
+        return f"{display}: {text}".encode("ascii")
+    encoded = Header(text, "utf-8", header_name=display).encode(linesep="\r\n")
+    return f"{display}: {encoded}".encode("ascii")
+
+
+def _rewrite_addresses(display: str, value: str, context: _Context) -> bytes | None:
+    decoded = decode_words(value)
+    pairs = getaddresses([decoded])
+    changed = False
+    rewritten: list[str] = []
+    for name, address in pairs:
+        agent = context.patterns.directory.agent_for_address(address) if address else None
+        new_address = agent.alias_address if agent else address
+        new_name, hits = context.patterns.replace(name) if name else (name, [])
+        if agent and not name:
+            new_name = agent.alias_name
+        if new_address != address or hits or (agent and not name):
+            changed = True
+        if not new_address and not new_name:
+            continue
+        rewritten.append(formataddr((new_name, new_address), charset="utf-8")
+                         if new_address else new_name)
+    if not changed:
+        # Addresses the parser could not see (garbage) still get the plain text treatment.
+        new_text, hits = context.patterns.replace(decoded)
+        return _encode_unstructured(display, new_text) if hits else None
+    return _fold_list(display, rewritten)
+
+
+def _fold_list(display: str, items: list[str]) -> bytes:
+    line = f"{display}: "
+    out: list[str] = []
+    for index, item in enumerate(items):
+        piece = item + ("," if index < len(items) - 1 else "")
+        if len(line) + len(piece) > 76 and line.strip() != f"{display}:":
+            out.append(line.rstrip())
+            line = " "
+        line += piece + " "
+    out.append(line.rstrip())
+    return "\r\n".join(out).encode("utf-8")
+
+
+def _rewrite_params(display: str, value: str, context: _Context) -> bytes | None:
+    """File names (RFC 2231 or encoded words) in Content-Type / Content-Disposition."""
+    message = Message()
+    message[display] = re.sub(r"\s+", " ", value).strip()
+    changed = False
+    for param in ("name", "filename"):
+        try:
+            current = message.get_param(param, header=display)
+        except (ValueError, TypeError, LookupError):
+            continue
+        if current is None:
+            continue
+        from email.utils import collapse_rfc2231_value
+        text = decode_words(collapse_rfc2231_value(current)) if not isinstance(current, str) \
+            else decode_words(current)
+        new_text, hits = context.patterns.replace(text)
+        if hits:
+            changed = True
+            message.set_param(param, new_text if new_text.isascii() else
+                              ("utf-8", "", new_text), header=display)  # type: ignore[arg-type]
+    if not changed:
+        return None
+    return f"{display}: {message[display]}".encode("utf-8")
+
+
+def _is_private_address(token: str) -> bool:
+    try:
+        address = ipaddress.ip_address(token.strip("[]").removeprefix("IPv6:"))
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
+def _anonymised_received(value: str, context: _Context) -> bytes | None:
+    """A Received line naming internal hosts keeps its date but loses every name and address."""
+    lowered = value.lower()
+    names_internal = any(domain in lowered for domain in context.internal_domains)
+    addresses = re.findall(r"\[?(?:\d{1,3}\.){3}\d{1,3}\]?|\[IPv6:[0-9a-fA-F:.]+\]", value)
+    if not names_internal and not any(_is_private_address(a) for a in addresses) \
+            and not context.patterns.hits(prepare(decode_words(value))):
+        return None
+    date = value.rsplit(";", 1)[1].strip() if ";" in value else ""
+    line = f"Received: from internal (internal [127.0.0.1]) by {context.id_domain}"
+    return (line + (f";\r\n\t{date}" if date else "")).encode("ascii", "replace")
+
+
+def _replaced_message_id(value: str, context: _Context) -> bytes | None:
+    original = value.strip()
+    domain = original.strip("<>").rpartition("@")[2].lower()
+    internal = any(domain == d or domain.endswith("." + d) for d in context.internal_domains)
+    if not internal and not context.patterns.hits(prepare(original)):
+        return None
+    new = f"<{uuid.uuid4().hex}@{context.id_domain}>"
+    context.message_ids.append((new, original))
+    return f"Message-ID: {new}".encode("ascii")
+
+
+# --- bodies --------------------------------------------------------------------------------
+
+def _rewrite_body(raw: bytes, part: Part, context: _Context,
+                  removed_ids: set[str]) -> tuple[bytes, str] | None:
+    """(new encoded body, charset) for a text part that changes, else None."""
+    data = decode_body(raw, part)
+    text, _ = decode_text(data, part.charset)
+    content_type = part.content_type
+    if content_type == "text/html":
+        new_text, changed = _rewrite_html(text, context, removed_ids)
+    else:
+        new_text, hits = context.patterns.replace(text)
+        changed = bool(hits)
+        if content_type == "text/plain" and context.agent is not None:
+            signed = _replace_plain_signature(new_text, context.agent)
+            changed = changed or signed != new_text
+            new_text = signed
+    if not changed:
+        return None
+    charset = text_charset_for(new_text, part.charset)
+    return encode_qp(new_text, _codec(charset)), charset
+
+
+def _codec(charset: str) -> str:
+    import codecs
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        return "utf-8"
+
+
+_SIGNATURE_DELIMITER = re.compile(r"^-- ?\r?$", re.MULTILINE)
+
+
+def _replace_plain_signature(text: str, agent: Agent) -> str:
+    """The block after the first '-- ' line (outside quoted text) becomes the alias signature."""
+    quote = QUOTE_START.search(text)
+    limit = quote.start() if quote else len(text)
+    match = _SIGNATURE_DELIMITER.search(text, 0, limit)
+    if match is None:
+        return text
+    newline = "\r\n" if "\r\n" in text else "\n"
+    signature = agent.alias_signature.replace("\r\n", "\n").replace("\n", newline)
+    tail = text[limit:]
+    return text[:match.start()] + f"-- {newline}{signature}{newline}" + \
+        (newline + tail if tail else "")
+
+
+_LETTER_ENTITY = re.compile(r"&(#\d{2,6}|#x[0-9a-fA-F]{2,5}|[A-Za-z][A-Za-z0-9]{1,8});")
+
+
+def _unescape_letters(markup: str) -> str:
+    """Entities that stand for letters become the letters, so names are seen and replaced."""
+    def letter(match: re.Match[str]) -> str:
+        char = html.unescape(match.group())
+        return char if len(char) == 1 and char.isalpha() else match.group()
+    return _LETTER_ENTITY.sub(letter, markup)
+
+
+_SIGNATURE_OPEN = re.compile(
+    r"<(div|table|td|p|span|section)\b[^>]*\b(?:class|id)\s*=\s*[\"']?[^\"'>]*signature"
+    r"[^\"'>]*[\"']?[^>]*>", re.IGNORECASE)
+_IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+
+
+def _rewrite_html(markup: str, context: _Context, removed_ids: set[str]) -> tuple[str, bool]:
+    original = markup
+    markup = _unescape_letters(markup)
+    markup, _ = context.patterns.replace(markup, style="html")
+    if context.agent is not None:
+        markup = _replace_html_signature(markup, context.agent)
+
+    def keep_image(match: re.Match[str]) -> str:
+        tag = match.group()
+        source = re.search(r"src\s*=\s*[\"']?cid:([^\"'\s>]+)", tag, re.IGNORECASE)
+        if source and source.group(1).strip("<>") in removed_ids:
+            return ""
+        return "" if AVATAR_WORDS.search(tag) else tag
+
+    markup = _IMG.sub(keep_image, markup)
+    return markup, markup != original
+
+
+def _replace_html_signature(markup: str, agent: Agent) -> str:
+    match = _SIGNATURE_OPEN.search(markup)
+    if match is None:
+        return markup
+    tag = match.group(1).lower()
+    depth, position = 1, match.end()
+    token = re.compile(rf"<(/?){tag}\b[^>]*>", re.IGNORECASE)
+    while depth:
+        found = token.search(markup, position)
+        if found is None:
+            return markup
+        depth += -1 if found.group(1) else 1
+        position = found.end()
+        close_start = found.start()
+    signature = "<br>".join(html.escape(line) for line in agent.alias_signature.splitlines())
+    return markup[:match.end()] + signature + markup[close_start:]
+
+
+# --- avatars -------------------------------------------------------------------------------
+
+def _content_id(part: Part) -> str:
+    return str(part.headers.get("content-id", "")).strip().strip("<>")
+
+
+def _avatar_parts(tree: Tree, agent: Agent | None) -> list[Part]:
+    """Images that show a person: named or described as a photo, or named after an agent."""
+    found: list[Part] = []
+    patterns = None
+    for part in tree.walk():
+        if part is tree.root or not part.content_type.startswith("image/"):
+            continue
+        described = " ".join(filter(None, [part.filename() or "",
+                                           str(part.headers.get("content-description", "")),
+                                           _content_id(part)]))
+        if AVATAR_WORDS.search(described):
+            found.append(part)
+            continue
+        if agent is not None:
+            patterns = patterns or patterns_for(Directory((agent,)))
+            if patterns.hits(prepare(re.sub(r"[-_.]", " ", described))):
+                found.append(part)
+    return found
+
+
+def _removal_span(raw: bytes, parent: Part, child: Part) -> tuple[int, int, bytes]:
+    """From the delimiter line before `child` to the end of its body."""
+    boundary = str(parent.headers.get_param("boundary") or "").strip('"').encode()
+    delimiter = raw.rfind(b"--" + boundary, parent.body_start, child.start)
+    start = delimiter if delimiter != -1 else child.start
+    if raw[start - 2:start] == b"\r\n":
+        start -= 2
+    elif raw[start - 1:start] == b"\n":
+        start -= 1
+    return start, child.end, b""

@@ -1,0 +1,271 @@
+"""A MIME tree over the original bytes: parts know their byte spans, so a rewrite replaces
+only what changed and every untouched header and part passes through byte for byte.
+
+Parsing never raises: malformed structure degrades to opaque leaves, and anything the parser
+had to guess about is recorded in `defects` so callers can treat the message with suspicion.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import quopri
+import re
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email import policy as email_policy
+
+MAX_DEPTH = 60
+MAX_PARTS = 2000
+_HEADER_PARSER = BytesHeaderParser(policy=email_policy.compat32)
+
+
+@dataclass
+class Part:
+    """One MIME entity: raw[start:body_start] is its header block, raw[body_start:end] its body."""
+
+    start: int
+    body_start: int
+    end: int
+    fields: list[tuple[str, int, int]]  # (lower-case name, start, end) of each header field
+    headers: Message
+    depth: int
+    children: list["Part"] = field(default_factory=list)
+    index: str = "1"
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get_content_type()
+
+    @property
+    def is_multipart(self) -> bool:
+        return self.content_type.startswith("multipart/")
+
+    @property
+    def transfer_encoding(self) -> str:
+        return str(self.headers.get("content-transfer-encoding", "7bit")).strip().lower()
+
+    @property
+    def charset(self) -> str | None:
+        value = self.headers.get_content_charset()
+        return str(value) if value else None
+
+    def filename(self) -> str | None:
+        try:
+            name = self.headers.get_filename()
+        except (LookupError, ValueError, TypeError):
+            return None
+        return decode_words(name) if name else None
+
+
+@dataclass
+class Tree:
+    raw: bytes
+    root: Part
+    defects: list[str]
+
+    def walk(self) -> list[Part]:
+        parts: list[Part] = []
+        stack = [self.root]
+        while stack:
+            part = stack.pop()
+            parts.append(part)
+            stack.extend(reversed(part.children))
+        return parts
+
+
+_NEWLINE = re.compile(rb"\r?\n")
+
+
+def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
+    """(end of header block, start of body) within raw[start:end]."""
+    if raw.startswith((b"\r\n", b"\n"), start):
+        return start, start + (2 if raw.startswith(b"\r\n", start) else 1)
+    match = re.compile(rb"\r?\n\r?\n").search(raw, start, end)
+    if match is None:
+        return end, end
+    return match.start() + (2 if raw[match.start():match.start() + 2] == b"\r\n" else 1), \
+        match.end()
+
+
+def _fields(raw: bytes, start: int, end: int) -> list[tuple[str, int, int]]:
+    fields: list[tuple[str, int, int]] = []
+    position = start
+    for line in raw[start:end].splitlines(keepends=True):
+        line_end = position + len(line)
+        if fields and line[:1] in (b" ", b"\t"):
+            name, field_start, _ = fields[-1]
+            fields[-1] = (name, field_start, line_end)
+        else:
+            name = line.split(b":", 1)[0].strip().lower().decode("ascii", "replace") \
+                if b":" in line else ""
+            fields.append((name, position, line_end))
+        position = line_end
+    return fields
+
+
+def parse(raw: bytes) -> Tree:
+    defects: list[str] = []
+    counter = [0]
+    root = _parse_part(raw, 0, len(raw), 0, "1", defects, counter)
+    return Tree(raw, root, defects)
+
+
+def _parse_part(raw: bytes, start: int, end: int, depth: int, index: str,
+                defects: list[str], counter: list[int]) -> Part:
+    counter[0] += 1
+    header_end, body_start = _header_end(raw, start, end)
+    fields = _fields(raw, start, header_end)
+    headers = _HEADER_PARSER.parsebytes(raw[start:header_end] + b"\r\n")
+    if headers.defects:
+        defects.append(f"part {index}: malformed headers")
+    part = Part(start, body_start, end, fields, headers, depth, index=index)
+    if depth >= MAX_DEPTH or counter[0] >= MAX_PARTS:
+        if part.is_multipart or part.content_type == "message/rfc822":
+            defects.append(f"part {index}: nested too deeply")
+        return part
+    if part.is_multipart:
+        boundary = headers.get_param("boundary")
+        if not isinstance(boundary, str) or not boundary:
+            defects.append(f"part {index}: multipart without boundary")
+            return part
+        part.children = _split_multipart(raw, part, boundary.strip('"'), depth, index, defects,
+                                         counter)
+    elif part.content_type == "message/rfc822" and part.transfer_encoding in ("7bit", "8bit",
+                                                                              "binary"):
+        part.children = [_parse_part(raw, body_start, end, depth + 1, f"{index}.1", defects,
+                                     counter)]
+    return part
+
+
+def _delimiters(raw: bytes, boundary: bytes, start: int, end: int) -> list[tuple[int, int, bool]]:
+    """(line start, end of line, is closing) of each delimiter line in raw[start:end]."""
+    marker = b"--" + boundary
+    found: list[tuple[int, int, bool]] = []
+    position = raw.find(marker, start, end)
+    while position != -1:
+        if position == start or raw[position - 1:position] == b"\n":
+            after = position + len(marker)
+            closing = raw[after:after + 2] == b"--"
+            line_end = raw.find(b"\n", after, end)
+            line_end = end if line_end == -1 else line_end + 1
+            rest = raw[after + (2 if closing else 0):line_end].strip()
+            if not rest:
+                found.append((position, line_end, closing))
+                if closing:
+                    break
+        position = raw.find(marker, position + len(marker), end)
+    return found
+
+
+def _split_multipart(raw: bytes, part: Part, boundary: str, depth: int, index: str,
+                     defects: list[str], counter: list[int]) -> list[Part]:
+    children: list[Part] = []
+    previous_body: int | None = None
+    closed = False
+    for line_start, line_end, closing in _delimiters(raw, boundary.encode("utf-8", "replace"),
+                                                     part.body_start, part.end):
+        if previous_body is not None:
+            child_end = line_start
+            # The line break before a delimiter belongs to the delimiter (RFC 2046).
+            if raw[child_end - 2:child_end] == b"\r\n":
+                child_end -= 2
+            elif raw[child_end - 1:child_end] == b"\n":
+                child_end -= 1
+            child_end = max(child_end, previous_body)
+            children.append(_parse_part(raw, previous_body, child_end, depth + 1,
+                                        f"{index}.{len(children) + 1}", defects, counter))
+        if closing:
+            closed = True
+            break
+        previous_body = line_end
+    if not closed:
+        defects.append(f"part {index}: multipart not closed")
+        if previous_body is not None:
+            children.append(_parse_part(raw, previous_body, part.end, depth + 1,
+                                        f"{index}.{len(children) + 1}", defects, counter))
+    if not children:
+        defects.append(f"part {index}: multipart without parts")
+    return children
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+def decode_body(raw: bytes, part: Part) -> bytes:
+    body = raw[part.body_start:part.end]
+    encoding = part.transfer_encoding
+    if encoding == "base64":
+        cleaned = re.sub(rb"[^A-Za-z0-9+/=]", b"", body)
+        cleaned = cleaned.split(b"=")[0]
+        cleaned += b"=" * (-len(cleaned) % 4)
+        try:
+            return base64.b64decode(cleaned)
+        except (binascii.Error, ValueError):
+            return body
+    if encoding == "quoted-printable":
+        return quopri.decodestring(body)
+    return body
+
+
+def known_charset(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def decode_text(data: bytes, charset: str | None) -> tuple[str, bool]:
+    """(text, reliable). An unknown or wrong charset falls back to UTF-8, then Latin-1."""
+    codec = known_charset(charset)
+    if codec:
+        try:
+            return data.decode(codec), True
+        except (UnicodeDecodeError, LookupError):
+            pass
+    try:
+        return data.decode("utf-8"), codec is not None or charset is None
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), False
+
+
+def decode_words(value: str) -> str:
+    """An RFC 2047 header value as text; never raises."""
+    try:
+        return str(make_header(decode_header(value)))
+    except (LookupError, ValueError, UnicodeError, binascii.Error, AssertionError):
+        return value
+
+
+def encode_qp(text: str, charset: str) -> bytes:
+    """Quoted-printable with CRLF line breaks: safe through any 8bit-to-7bit conversion."""
+    data = text.encode(charset)
+    encoded = quopri.encodestring(data.replace(b"\r\n", b"\n"))
+    return encoded.replace(b"\n", b"\r\n")
+
+
+def text_charset_for(text: str, original: str | None) -> str:
+    codec = known_charset(original)
+    if codec:
+        try:
+            text.encode(codec)
+            return original or codec
+        except UnicodeEncodeError:
+            pass
+    return "us-ascii" if text.isascii() else "utf-8"
+
+
+def header_value(raw: bytes, start: int, end: int) -> str:
+    """The unfolded value of the field raw[start:end], as text (8-bit bytes read as UTF-8)."""
+    line = raw[start:end]
+    _, _, value = line.partition(b":")
+    value = _NEWLINE.sub(b"", value).strip()
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
