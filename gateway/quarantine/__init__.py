@@ -1,0 +1,1 @@
+"""The quarantine: the store, release, retention, reviewers and the audit trail."""
