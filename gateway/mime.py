@@ -234,11 +234,23 @@ def decode_text(data: bytes, charset: str | None) -> tuple[str, bool]:
 
 
 def decode_words(value: str) -> str:
-    """An RFC 2047 header value as text; never raises."""
+    """An RFC 2047 header value as text; never raises. An unknown or wrong charset in an
+    encoded word is read as UTF-8, then Latin-1, so the words inside are still seen."""
     try:
         return str(make_header(decode_header(value)))
     except (LookupError, ValueError, UnicodeError, binascii.Error, AssertionError):
+        pass
+    try:
+        chunks = decode_header(value)
+    except (ValueError, UnicodeError, binascii.Error, AssertionError):
         return value
+    pieces: list[str] = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            pieces.append(chunk)
+        else:
+            pieces.append(decode_text(chunk, charset)[0])
+    return "".join(pieces)
 
 
 def encode_qp(text: str, charset: str) -> bytes:

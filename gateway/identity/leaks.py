@@ -30,7 +30,20 @@ class Leak:
     alias: str   # the alias of the agent whose identity leaked; never the identity itself
 
 
+_ENCLOSED_MESSAGES = ("message/rfc822", "message/global", "message/partial",
+                      "message/external-body", "text/rfc822-headers")
+_MAX_ENCLOSED = 8
+
+
 def leaks_in(message: bytes, directory: Directory, mail_from: str = "") -> tuple[Leak, ...]:
+    """Every place in the final bytes (and envelope sender) where an agent's identity remains.
+
+    Never raises; an empty tuple is the only answer that lets a message leave."""
+    return _leaks(message, directory, mail_from, 0)
+
+
+def _leaks(message: bytes, directory: Directory, mail_from: str,
+           depth: int) -> tuple[Leak, ...]:
     patterns = patterns_for(directory)
     tree = parse(message)
     found: list[Leak] = []
@@ -49,8 +62,24 @@ def leaks_in(message: bytes, directory: Directory, mail_from: str = "") -> tuple
     for part in tree.walk():
         where = "" if part is tree.root else f" of part {part.index}"
         _check_headers(tree, part, patterns, where, report)
-        if not part.children and part.content_type.startswith(_TEXT_TYPES):
-            _check_body(tree, part, patterns, report)
+        if part.children:
+            continue
+        if part.content_type.startswith(_TEXT_TYPES) or part.is_multipart:
+            # A multipart the parser could not split is shown as text by some readers.
+            _check_body(tree, part, patterns, report, found)
+        elif part.content_type in _ENCLOSED_MESSAGES:
+            # A forwarded message the tree did not open (e.g. base64-encoded): check it whole.
+            enclosed = decode_body(tree.raw, part)
+            _check_body(tree, part, patterns, report, found)
+            if depth < _MAX_ENCLOSED:
+                for leak in _leaks(enclosed, directory, "", depth + 1):
+                    inner = Leak(f"{leak.where} in message part {part.index}", leak.kind,
+                                 leak.alias)
+                    if inner not in found:
+                        found.append(inner)
+            else:
+                found.append(Leak(f"message part {part.index} nested too deeply",
+                                  "unreadable", ""))
     return tuple(found)
 
 
@@ -73,14 +102,18 @@ def _check_headers(tree: Tree, part: Part, patterns: IdentityPatterns, where: st
                patterns.hits(prepare(filename)))
 
 
-def _check_body(tree: Tree, part: Part, patterns: IdentityPatterns, report: Report) -> None:
+def _check_body(tree: Tree, part: Part, patterns: IdentityPatterns, report: Report,
+                found: list[Leak]) -> None:
     data = decode_body(tree.raw, part)
     text, reliable = decode_text(data, part.charset)
     readings = [text]
+    where = f"{part.content_type} part {part.index}"
     if not reliable:
         readings.append(data.decode("latin-1"))
         readings.append(data.decode("utf-8", "replace"))
-    where = f"{part.content_type} part {part.index}"
+        if b"\x00" in data:
+            # UTF-16/32 or a binary body under a charset we cannot read: fail closed.
+            found.append(Leak(f"undecodable {where}", "unreadable", ""))
     for reading in readings:
         report(where, patterns.hits(prepare(reading)))
         if part.content_type == "text/html":
@@ -89,14 +122,29 @@ def _check_body(tree: Tree, part: Part, patterns: IdentityPatterns, report: Repo
 
 _INLINE_TAGS = re.compile(r"</?(?:b|i|u|em|strong|span|font|a|small|big|sub|sup|mark|abbr|"
                           r"wbr|s|strike|code|tt|bdi|bdo|q|cite|dfn|kbd|samp|var|time|data)"
-                          r"\b[^>]*>", re.IGNORECASE)
-_ANY_TAG = re.compile(r"<[^>]*>")
-_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+                          r"\b[^<>]*>", re.IGNORECASE)
+_ANY_TAG = re.compile(r"<[^<>]*>")
+
+
+def _without_comments(markup: str) -> str:
+    """Comments read as a space; linear even when a comment is never closed."""
+    pieces: list[str] = []
+    position = 0
+    while True:
+        start = markup.find("<!--", position)
+        if start == -1:
+            pieces.append(markup[position:])
+            return " ".join(pieces)
+        pieces.append(markup[position:start])
+        close = markup.find("-->", start + 4)
+        if close == -1:
+            return " ".join(pieces)
+        position = close + 3
 
 
 def visible_text(markup: str) -> str:
     """HTML as a reader sees it: inline tags vanish (so 'Ja<b>ne</b>' reads 'Jane')."""
-    text = _COMMENT.sub(" ", markup)
+    text = _without_comments(markup)
     text = _INLINE_TAGS.sub("", text)
     text = _ANY_TAG.sub(" ", text)
     return html.unescape(text)

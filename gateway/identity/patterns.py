@@ -101,6 +101,18 @@ def _same_number(found: str, phone: str) -> bool:
     return found[-9:] == phone[-9:]
 
 
+_TRANSLITERATIONS = {"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "Ä": "Ae", "Ö": "Oe",
+                      "Ü": "Ue", "æ": "ae", "Æ": "Ae", "ø": "oe", "Ø": "Oe", "å": "aa",
+                      "Å": "Aa", "œ": "oe", "Œ": "Oe"}
+
+
+def _spellings(name: str) -> tuple[str, ...]:
+    """The name, and its German/Nordic transliteration (Müller -> Mueller) when it differs."""
+    composed = unicodedata.normalize("NFC", name)
+    spelled = "".join(_TRANSLITERATIONS.get(char, char) for char in composed)
+    return (name,) if spelled == composed else (name, spelled)
+
+
 class IdentityPatterns:
     """Finds and replaces the identity of every agent in a directory."""
 
@@ -121,19 +133,22 @@ class IdentityPatterns:
                 local = address.split("@")[0].lower()
                 if len(local) >= 4:
                     add(local, Target("address", agent, agent.alias_address.split("@")[0]))
-            for name in (agent.name, *agent.also_known_as):
+            for name in (spelling for real in (agent.name, *agent.also_known_as)
+                         for spelling in _spellings(real)):
                 tokens = fold_name(name).split()
                 if not tokens:
                     continue
-                whole = len(tokens) > 1 or name == agent.name
+                whole = len(tokens) > 1 or name in _spellings(agent.name)
                 add(" ".join(tokens), Target("name", agent,
                                              agent.alias_name if whole else alias_first,
                                              " ".join(tokens) in _COMMON_WORDS))
                 if len(tokens) > 1:
                     add(f"{tokens[-1]}, {' '.join(tokens[:-1])}",
                         Target("name", agent, agent.alias_name))
-            tokens = fold_name(agent.name).split()
-            if len(tokens) > 1:
+            for spelling in _spellings(agent.name):
+                tokens = fold_name(spelling).split()
+                if len(tokens) < 2:
+                    continue
                 for token, replacement in ((tokens[0], alias_first), (tokens[-1], alias_last)):
                     if len(token) >= 2:
                         add(token, Target("name", agent, replacement, token in _COMMON_WORDS))

@@ -396,16 +396,17 @@ def _unescape_letters(markup: str) -> str:
     return _LETTER_ENTITY.sub(letter, markup)
 
 
-_SIGNATURE_OPEN = re.compile(
-    r"<(div|table|td|p|span|section)\b[^>]*\b(?:class|id)\s*=\s*[\"']?[^\"'>]*signature"
-    r"[^\"'>]*[\"']?[^>]*>", re.IGNORECASE)
-_IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+_BLOCK_OPEN = re.compile(r"<(div|table|td|p|span|section)\b[^<>]*>", re.IGNORECASE)
+_SIGNATURE_ATTRIBUTE = re.compile(r"\b(?:class|id)\s*=\s*[\"']?[^\"'<>]*signature",
+                                  re.IGNORECASE)
+_IMG = re.compile(r"<img\b[^<>]*>", re.IGNORECASE)
 
 
 def _rewrite_html(markup: str, context: _Context, removed_ids: set[str]) -> tuple[str, bool]:
     original = markup
     markup = _unescape_letters(markup)
     markup, _ = context.patterns.replace(markup, style="html")
+    markup = _replace_split_names(markup, context.patterns)
     if context.agent is not None:
         markup = _replace_html_signature(markup, context.agent)
 
@@ -420,13 +421,90 @@ def _rewrite_html(markup: str, context: _Context, removed_ids: set[str]) -> tupl
     return markup, markup != original
 
 
+_INLINE_TAG_NAMES = frozenset(
+    "b i u em strong span font a small big sub sup mark abbr wbr s strike code tt bdi bdo q "
+    "cite dfn kbd samp var time data".split())
+_TAG_NAME = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)")
+
+
+def _visible_map(markup: str) -> tuple[str, list[tuple[int, int]]]:
+    """HTML as a reader sees it, each visible character with its span in the markup.
+
+    Inline tags vanish ('Ja<b>ne</b>' reads 'Jane'), other tags and comments read as a space,
+    entities as the character they stand for. Linear in the size of the markup."""
+    chars: list[str] = []
+    spans: list[tuple[int, int]] = []
+    position, size = 0, len(markup)
+    while position < size:
+        if markup[position] == "<":
+            if markup.startswith("<!--", position):
+                close = markup.find("-->", position + 4)
+                end = size if close == -1 else close + 3
+            else:
+                close = markup.find(">", position + 1)
+                if close == -1:
+                    break
+                end = close + 1
+            name = _TAG_NAME.match(markup, position)
+            if name is None or name.group(1).lower() not in _INLINE_TAG_NAMES:
+                chars.append(" ")
+                spans.append((position, position))
+            position = end
+        elif markup[position] == "&":
+            semicolon = markup.find(";", position + 1, position + 12)
+            entity = html.unescape(markup[position:semicolon + 1]) if semicolon != -1 else ""
+            if len(entity) == 1:
+                chars.append(entity)
+                spans.append((position, semicolon + 1))
+                position = semicolon + 1
+            else:
+                chars.append("&")
+                spans.append((position, position + 1))
+                position += 1
+        else:
+            chars.append(markup[position])
+            spans.append((position, position + 1))
+            position += 1
+    return "".join(chars), spans
+
+
+def _replace_split_names(markup: str, patterns: IdentityPatterns) -> str:
+    """Names a reader sees although tags split them ('<b>Ja</b>ne Doe'): the replacement goes
+    where the name starts, the rest of its letters are removed, the tags stay."""
+    visible, spans = _visible_map(markup)
+    hits = patterns.hits(prepare(visible)) if len(prepare(visible)) == len(visible) else \
+        patterns.hits(visible)
+    if not hits:
+        return markup
+    edits: list[tuple[int, int, str]] = []
+    for hit in hits:
+        replacement = html.escape(hit.replacement, quote=False)
+        if visible[hit.start:hit.end].isupper() and hit.kind == "name":
+            replacement = replacement.upper()
+        first = True
+        for start, end in spans[hit.start:hit.end]:
+            if start == end:
+                continue
+            edits.append((start, end, replacement if first else ""))
+            first = False
+    pieces: list[str] = []
+    position = 0
+    for start, end, text in sorted(edits):
+        pieces.append(markup[position:start])
+        pieces.append(text)
+        position = end
+    pieces.append(markup[position:])
+    return "".join(pieces)
+
+
 def _replace_html_signature(markup: str, agent: Agent) -> str:
-    match = _SIGNATURE_OPEN.search(markup)
+    match = next((tag for tag in _BLOCK_OPEN.finditer(markup)
+                  if _SIGNATURE_ATTRIBUTE.search(tag.group())), None)
     if match is None:
         return markup
     tag = match.group(1).lower()
     depth, position = 1, match.end()
-    token = re.compile(rf"<(/?){tag}\b[^>]*>", re.IGNORECASE)
+    token = re.compile(rf"<(/?){tag}\b[^<>]*>", re.IGNORECASE)
     while depth:
         found = token.search(markup, position)
         if found is None:
