@@ -18,7 +18,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email import policy as email_policy
 
-MAX_DEPTH = 60
+MAX_DEPTH = 128
 MAX_PARTS = 2000
 _HEADER_PARSER = BytesHeaderParser(policy=email_policy.compat32)
 

@@ -87,7 +87,7 @@ def rewrite(message: bytes, mail_from: str, directory: Directory, *,
             internal_domains: tuple[str, ...] = (), id_domain: str = "") -> Rewritten:
     """The message as it may leave: identities replaced, machine traces removed."""
     patterns = patterns_for(directory)
-    tree = parse(message)
+    tree = parse(_crlf(message))
     agent = _identify(tree, mail_from, directory)
     internal = _internal_domains(directory, internal_domains)
     context = _Context(patterns, agent, internal, id_domain or "veil.invalid")
@@ -114,6 +114,14 @@ def rewrite(message: bytes, mail_from: str, directory: Directory, *,
     rewritten = _apply(tree.raw, edits)
     new_mail_from = _rewrite_envelope_sender(mail_from, directory)
     return Rewritten(rewritten, new_mail_from, agent, tuple(context.message_ids))
+
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def _crlf(message: bytes) -> bytes:
+    """SMTP line endings: the message leaves with CRLF whatever the submitting client sent."""
+    return _BARE_LF.sub(b"\r\n", message) if _BARE_LF.search(message) else message
 
 
 @dataclass
@@ -214,7 +222,9 @@ def _rewrite_field(raw: bytes, name: str, start: int, end: int, context: _Contex
                    is_root: bool) -> bytes | None:
     """New bytes for one header field; b"" drops it; None keeps it byte for byte."""
     if not name:
-        return None
+        # A line in the header block that is no header field: readers show it somewhere.
+        line = raw[start:end].decode("utf-8", "replace")
+        return b"" if context.patterns.hits(prepare(decode_words(line))) else None
     if is_root and name in DROPPED_HEADERS:
         return b""
     if name in STRUCTURE_HEADERS:
@@ -468,9 +478,20 @@ def _visible_map(markup: str) -> tuple[str, list[tuple[int, int]]]:
     return "".join(chars), spans
 
 
+_INLINE_TAG = re.compile(r"</?(?:" + "|".join(sorted(_INLINE_TAG_NAMES)) + r")\b[^<>]*>",
+                         re.IGNORECASE)
+_OTHER_TAG = re.compile(r"<[^<>]*>")
+
+
+def _cheap_visible_text(markup: str) -> str:
+    return html.unescape(_OTHER_TAG.sub(" ", _INLINE_TAG.sub("", markup)))
+
+
 def _replace_split_names(markup: str, patterns: IdentityPatterns) -> str:
     """Names a reader sees although tags split them ('<b>Ja</b>ne Doe'): the replacement goes
     where the name starts, the rest of its letters are removed, the tags stay."""
+    if not patterns.hits(prepare(_cheap_visible_text(markup))):
+        return markup  # the common case: no name hides behind tags
     visible, spans = _visible_map(markup)
     hits = patterns.hits(prepare(visible)) if len(prepare(visible)) == len(visible) else \
         patterns.hits(visible)
