@@ -1,0 +1,1 @@
+"""Harassment rules: text extraction, normalisation, matching, scoring, explanations."""

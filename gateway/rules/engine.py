@@ -1,0 +1,379 @@
+"""The rules engine: load rule files, match every rule in one pass, score, explain.
+
+Rules are data (rules/*.toml). Every literal term, proximity word and pattern anchor of every
+rule goes into one Aho-Corasick automaton over the normalised text: one pass per message,
+whatever the number of rules. Regular-expression patterns run only on short windows around
+their anchors, with a timeout. A rule counts once per message; the verdict is the sum of the
+scores of the rules that matched against the quarantine threshold.
+"""
+
+from __future__ import annotations
+
+import bisect
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import ahocorasick
+import regex
+
+from gateway.rules.normalise import Normalised, normalise, normalise_term
+from gateway.rules.text import message_text
+
+WINDOW = 80            # characters either side of an anchor that a pattern or exception sees
+PATTERN_TIMEOUT = 0.05  # seconds per pattern search: a safety net, patterns are checked at load
+SEGMENT_KINDS = ("subject", "body", "headers")
+# A group that contains a quantifier and is itself quantified can backtrack exponentially.
+_NESTED_QUANTIFIER = regex.compile(r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d*,\d*\})(?:[^()\\]|\\.)*\)"
+                                   r"\s*(?:[+*]|\{\d*,\d*\})")
+
+
+class RuleError(Exception):
+    """A rule file that cannot be loaded; the message names the file, the rule and why."""
+
+
+@dataclass(frozen=True)
+class Match:
+    rule: str
+    category: str
+    score: float
+    excerpt: str
+    where: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str  # "quarantine" | "deliver"
+    score: float
+    matches: tuple[Match, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Proximity:
+    first: tuple[str, ...]
+    second: tuple[str, ...]
+    within: int
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    category: str
+    description: str
+    score: float
+    terms: tuple[str, ...] = ()
+    near: tuple[Proximity, ...] = ()
+    anchors: tuple[str, ...] = ()
+    patterns: tuple[regex.Pattern[str], ...] = ()
+    unless: tuple[regex.Pattern[str], ...] = ()
+    applies_to: tuple[str, ...] = ("subject", "body")
+    match_examples: tuple[str, ...] = ()
+    no_match_examples: tuple[str, ...] = ()
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class MetaRule:
+    id: str
+    category: str
+    description: str
+    score: float
+    all_of: tuple[str, ...] = ()
+    any_of: tuple[str, ...] = ()
+    categories_at_least: int = 0
+    source: str = ""
+
+
+_RULE_KEYS = {"id", "category", "description", "score", "terms", "near", "anchors", "patterns",
+              "unless", "applies_to", "match", "no_match"}
+_META_KEYS = {"id", "category", "description", "score", "all_of", "any_of",
+              "categories_at_least"}
+
+
+def _compile(pattern: str, where: str) -> regex.Pattern[str]:
+    if _NESTED_QUANTIFIER.search(pattern):
+        raise RuleError(f"{where}: pattern {pattern!r} nests quantifiers and can backtrack "
+                        "catastrophically; rewrite it without a quantified group of quantifiers")
+    try:
+        return regex.compile(pattern, regex.V1 | regex.IGNORECASE)
+    except regex.error as error:
+        raise RuleError(f"{where}: pattern {pattern!r} does not compile: {error}")
+
+
+def _strings(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise RuleError(f"{where}: {key} must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _rule(table: dict[str, Any], where: str) -> Rule:
+    unknown = set(table) - _RULE_KEYS
+    if unknown:
+        raise RuleError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("id", "category", "description", "score"):
+        if key not in table:
+            raise RuleError(f"{where}: missing {key}")
+    if not isinstance(table["score"], (int, float)) or isinstance(table["score"], bool):
+        raise RuleError(f"{where}: score must be a number")
+    near: list[Proximity] = []
+    for item in table.get("near", []):
+        if not isinstance(item, dict) or set(item) - {"a", "b", "within"} or "a" not in item \
+                or "b" not in item:
+            raise RuleError(f"{where}: near entries are {{ a = [...], b = [...], within = N }}")
+        within = item.get("within", 3)
+        if not isinstance(within, int) or not 0 <= within <= 20:
+            raise RuleError(f"{where}: near.within must be a whole number from 0 to 20")
+        near.append(Proximity(tuple(normalise_term(w) for w in _strings(item, "a", where)),
+                              tuple(normalise_term(w) for w in _strings(item, "b", where)),
+                              within))
+    patterns = tuple(_compile(p, where) for p in _strings(table, "patterns", where))
+    anchors = tuple(normalise_term(a) for a in _strings(table, "anchors", where))
+    if patterns and not anchors:
+        raise RuleError(f"{where}: patterns need anchors (literal words that must be present), "
+                        "so they run on short windows and not on the whole message")
+    terms = tuple(normalise_term(t) for t in _strings(table, "terms", where))
+    if not (terms or near or patterns):
+        raise RuleError(f"{where}: give terms, near or patterns")
+    applies_to = _strings(table, "applies_to", where) or ("subject", "body")
+    for kind in applies_to:
+        if kind not in SEGMENT_KINDS:
+            raise RuleError(f"{where}: applies_to takes {', '.join(SEGMENT_KINDS)}")
+    return Rule(str(table["id"]), str(table["category"]), str(table["description"]),
+                float(table["score"]), terms, tuple(near), anchors, patterns,
+                tuple(_compile(u, where) for u in _strings(table, "unless", where)),
+                applies_to, _strings(table, "match", where), _strings(table, "no_match", where),
+                where)
+
+
+def _meta(table: dict[str, Any], where: str) -> MetaRule:
+    unknown = set(table) - _META_KEYS
+    if unknown:
+        raise RuleError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("id", "category", "description", "score"):
+        if key not in table:
+            raise RuleError(f"{where}: missing {key}")
+    meta = MetaRule(str(table["id"]), str(table["category"]), str(table["description"]),
+                    float(table["score"]), _strings(table, "all_of", where),
+                    _strings(table, "any_of", where), int(table.get("categories_at_least", 0)),
+                    where)
+    if not (meta.all_of or meta.any_of or meta.categories_at_least):
+        raise RuleError(f"{where}: a meta rule needs all_of, any_of or categories_at_least")
+    return meta
+
+
+def _files(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(path.rglob("*.toml")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise RuleError(f"{path}: no such rule file or folder")
+    return files
+
+
+def load_ruleset(paths: Sequence[Path]) -> "RuleSet":
+    rules: list[Rule] = []
+    metas: list[MetaRule] = []
+    for file in _files(paths):
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise RuleError(f"{file}: not valid TOML: {error}")
+        unknown = set(data) - {"rule", "meta"}
+        if unknown:
+            raise RuleError(f"{file}: unknown table(s) {', '.join(sorted(unknown))}")
+        for index, table in enumerate(data.get("rule", [])):
+            rules.append(_rule(table, f"{file}: rule {table.get('id', f'#{index + 1}')}"))
+        for index, table in enumerate(data.get("meta", [])):
+            metas.append(_meta(table, f"{file}: meta {table.get('id', f'#{index + 1}')}"))
+    seen: set[str] = set()
+    for item in (*rules, *metas):
+        if item.id in seen:
+            raise RuleError(f"{item.source}: duplicate rule id {item.id!r}")
+        seen.add(item.id)
+    for meta in metas:
+        for reference in (*meta.all_of, *meta.any_of):
+            if reference not in seen:
+                raise RuleError(f"{meta.source}: refers to unknown rule {reference!r}")
+    return RuleSet(tuple(rules), tuple(metas))
+
+
+# Automaton values: (term length, kind, rule index, slot) with kind "term", "anchor", "a", "b".
+_Entry = tuple[int, str, int, int]
+
+
+class RuleSet:
+    def __init__(self, rules: tuple[Rule, ...], metas: tuple[MetaRule, ...]) -> None:
+        self.rules = rules
+        self.metas = metas
+        self.automaton = ahocorasick.Automaton()
+        entries: dict[str, list[_Entry]] = {}
+        for index, rule in enumerate(rules):
+            for term in rule.terms:
+                entries.setdefault(term, []).append((len(term), "term", index, 0))
+            for anchor in rule.anchors:
+                entries.setdefault(anchor, []).append((len(anchor), "anchor", index, 0))
+            for slot, proximity in enumerate(rule.near):
+                for word in proximity.first:
+                    entries.setdefault(word, []).append((len(word), "a", index, slot))
+                for word in proximity.second:
+                    entries.setdefault(word, []).append((len(word), "b", index, slot))
+        for key, values in entries.items():
+            stem = key.endswith("*")
+            word = key.rstrip("*")
+            if word:
+                self.automaton.add_word(word, (len(word), stem, tuple(values)))
+        if entries:
+            self.automaton.make_automaton()
+
+    def __len__(self) -> int:
+        return len(self.rules) + len(self.metas)
+
+    def match_text(self, normalised: Normalised, where: str) -> dict[int, Match]:
+        """Rules matched in one normalised text, by rule index, with the first excerpt."""
+        text = normalised.text
+        found: dict[int, Match] = {}
+        if not text or not len(self.automaton):
+            return found
+        kind_of_segment = "subject" if where == "subject" else \
+            "headers" if where.startswith("header") else "body"
+        proximity_hits: dict[tuple[int, int, str], list[int]] = {}
+        anchors: dict[int, list[int]] = {}
+        for end_index, (length, stem, values) in self.automaton.iter(text):
+            start, end = end_index - length + 1, end_index + 1
+            if start > 0 and text[start - 1].isalnum():
+                continue
+            if not stem and end < len(text) and text[end].isalnum():
+                continue
+            for _, kind, index, slot in values:
+                rule = self.rules[index]
+                if kind_of_segment not in rule.applies_to or index in found:
+                    continue
+                if kind == "term":
+                    if not self._excepted(rule, text, start, end):
+                        found[index] = self._match(rule, normalised, start, end, where)
+                elif kind == "anchor":
+                    anchors.setdefault(index, []).append(start)
+                else:
+                    proximity_hits.setdefault((index, slot, kind), []).append(start)
+        for index, starts in anchors.items():
+            if index in found:
+                continue
+            rule = self.rules[index]
+            hit = self._pattern_hit(rule, text, starts)
+            if hit is not None:
+                found[index] = self._match(rule, normalised, hit[0], hit[1], where)
+        if proximity_hits:
+            self._proximity(normalised, where, proximity_hits, found)
+        return found
+
+    def _proximity(self, normalised: Normalised, where: str,
+                   hits: dict[tuple[int, int, str], list[int]], found: dict[int, Match]) -> None:
+        text = normalised.text
+        word_starts = [m.start() for m in regex.finditer(r"\w+", text)]
+        for (index, slot, kind), starts in hits.items():
+            if kind != "a" or index in found:
+                continue
+            seconds = hits.get((index, slot, "b"))
+            if not seconds:
+                continue
+            rule = self.rules[index]
+            within = rule.near[slot].within
+            for a in starts:
+                word_a = bisect.bisect_right(word_starts, a)
+                close = [b for b in seconds
+                         if abs(bisect.bisect_right(word_starts, b) - word_a) <= within + 1
+                         and b != a]
+                if close:
+                    b = close[0]
+                    start, end = min(a, b), max(a, b) + 1
+                    end = regex.compile(r"\w*").match(text, end).end()
+                    if not self._excepted(rule, text, start, end):
+                        found[index] = self._match(rule, normalised, start, end, where)
+                        break
+
+    @staticmethod
+    def _pattern_hit(rule: Rule, text: str, starts: list[int]) -> tuple[int, int] | None:
+        for anchor in starts[:20]:
+            low, high = max(0, anchor - WINDOW), min(len(text), anchor + WINDOW)
+            for pattern in rule.patterns:
+                try:
+                    match = pattern.search(text, low, high, timeout=PATTERN_TIMEOUT)
+                except TimeoutError:
+                    continue
+                if match and not RuleSet._excepted(rule, text, match.start(), match.end()):
+                    return match.start(), match.end()
+        return None
+
+    @staticmethod
+    def _excepted(rule: Rule, text: str, start: int, end: int) -> bool:
+        if not rule.unless:
+            return False
+        low, high = max(0, start - WINDOW // 2), min(len(text), end + WINDOW // 2)
+        window = text[low:high]
+        for pattern in rule.unless:
+            try:
+                for match in pattern.finditer(window, timeout=PATTERN_TIMEOUT):
+                    # An exception applies when it covers the hit, not somewhere beside it.
+                    if match.start() + low <= start + 1 and match.end() + low >= end - 1:
+                        return True
+                    if match.start() + low < end and match.end() + low > start:
+                        return True
+            except TimeoutError:
+                continue
+        return False
+
+    @staticmethod
+    def _match(rule: Rule, normalised: Normalised, start: int, end: int, where: str) -> Match:
+        return Match(rule.id, rule.category, rule.score, normalised.excerpt(start, end), where)
+
+    def evaluate(self, segments: Sequence[tuple[str, str]]) -> list[Match]:
+        """Every rule and meta rule that matched, each once."""
+        matched: dict[int, Match] = {}
+        for where, text in segments:
+            for index, match in self.match_text(normalise(text), where).items():
+                matched.setdefault(index, match)
+        matches = list(matched.values())
+        names = {m.rule for m in matches}
+        categories = {m.category for m in matches}
+        for meta in self.metas:
+            if (meta.all_of and not all(r in names for r in meta.all_of)) or \
+                    (meta.any_of and not any(r in names for r in meta.any_of)) or \
+                    (meta.categories_at_least and len(categories) < meta.categories_at_least):
+                continue
+            matches.append(Match(meta.id, meta.category, meta.score,
+                                 "combination: " + ", ".join(sorted(names)), "message"))
+        return matches
+
+
+def judge(message: bytes, ruleset: RuleSet, quarantine_score: float) -> Verdict:
+    """The verdict for one message. Never raises: what cannot be read is held for review."""
+    try:
+        if not message.strip():
+            return Verdict("quarantine", 0.0, (), "unparseable message: empty")
+        content = message_text(message)
+        unreadable = [d for d in content.defects if "nested too deeply" in d]
+        matches = ruleset.evaluate([(s.where, s.text) for s in content.segments])
+    except (RecursionError, MemoryError, ValueError, LookupError, UnicodeError) as error:
+        return Verdict("quarantine", 0.0, (), f"unparseable message: {type(error).__name__}")
+    score = sum(m.score for m in matches)
+    categories = sorted({m.category for m in matches})
+    if unreadable:
+        return Verdict("quarantine", score, tuple(matches),
+                       f"unparseable message: {unreadable[0]}")
+    if score >= quarantine_score:
+        return Verdict("quarantine", score, tuple(matches),
+                       f"score {score:g} >= {quarantine_score:g} ({', '.join(categories)})")
+    return Verdict("deliver", score, tuple(matches), f"score {score:g} < {quarantine_score:g}")
+
+
+def judge_text(text: str, ruleset: RuleSet) -> list[Match]:
+    """Rules matched by a piece of body text (rule examples use this)."""
+    return ruleset.evaluate([("body", text)])

@@ -1,0 +1,116 @@
+"""Text as the rules see it: what a person reads, with evasions undone.
+
+NFKD with marks and zero-width characters dropped, lower case, homoglyphs folded to Latin
+(Cyrillic "а" is "a"), leetspeak folded inside words (s3xy, b1tch), s p a c e d and s.p.l.i.t
+letters joined, runs of a repeated letter collapsed (sooo hottt). Every step keeps a map from
+each normalised character back to the original text, so reviewers see the real excerpt.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Callable
+
+import regex
+
+# Latin lookalikes from other scripts (a subset of Unicode's confusables that matters here).
+HOMOGLYPHS = str.maketrans({
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j",
+    "ѕ": "s", "ԁ": "d", "һ": "h", "ӏ": "l", "к": "k", "м": "m", "т": "t", "в": "b", "н": "h",
+    "ё": "e", "ү": "y", "ɡ": "g", "ı": "i", "α": "a", "ο": "o", "ε": "e", "ι": "i", "κ": "k",
+    "ν": "v", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "β": "b", "η": "n", "ω": "w", "μ": "u",
+    "ѵ": "v", "ԛ": "q", "ԝ": "w", "ɑ": "a", "ℓ": "l", "ø": "o", "ð": "d", "þ": "p", "ß": "ss",
+})
+LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b",
+                      "9": "g", "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e"})
+
+_NON_ASCII = regex.compile(r"[^\x00-\x7f]+")
+_INVISIBLE = regex.compile(r"[\p{Cf}\p{Mn}\p{Me}\u200b-\u200f\u2060-\u2064\ufeff\u00ad]+")
+# A word with at least one letter and at least one leet character inside it.
+_LEET_WORD = regex.compile(r"(?<![\w@$!|+€])(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]*[0-9@$!|+€])"
+                           r"[\w@$!|+€]{2,}")
+# Three or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x".
+_SPACED = regex.compile(r"(?<![\w])(?:[a-z][ .\-_*~·•]){2,}[a-z](?![\w])")
+_REPEATS = regex.compile(r"([a-z])\1{2,}")
+_SEPARATORS = regex.compile(r"[ .\-_*~·•]")
+_WHITESPACE = regex.compile(r"[^\S ]+| {2,}")
+_QUOTES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
+
+
+@dataclass(frozen=True)
+class Normalised:
+    text: str
+    offsets: tuple[int, ...] | list[int]  # offsets[i]: index in the original of text[i]
+    original: str
+
+    def excerpt(self, start: int, end: int, context: int = 40) -> str:
+        """The original text around normalised span [start, end)."""
+        if not self.offsets:
+            return ""
+        first = self.offsets[min(start, len(self.offsets) - 1)]
+        last = self.offsets[min(max(end - 1, 0), len(self.offsets) - 1)] + 1
+        before = max(0, first - context)
+        after = min(len(self.original), last + context)
+        snippet = self.original[before:first] + "[[" + self.original[first:last] + "]]" + \
+            self.original[last:after]
+        return " ".join(snippet.split())
+
+
+def _substitute(pattern: regex.Pattern[str], replace: Callable[[regex.Match[str]], str],
+                text: str, offsets: list[int]) -> tuple[str, list[int]]:
+    """pattern.sub that keeps the offset map: replaced characters map into their match."""
+    pieces: list[str] = []
+    maps: list[list[int]] = []
+    position = 0
+    for match in pattern.finditer(text):
+        start, end = match.span()
+        replacement = replace(match)
+        pieces.append(text[position:start])
+        maps.append(offsets[position:start])
+        pieces.append(replacement)
+        span = offsets[start:end] or [offsets[start - 1] if start else 0]
+        maps.append([span[min(i * len(span) // max(len(replacement), 1), len(span) - 1)]
+                     for i in range(len(replacement))])
+        position = end
+    if not pieces:
+        return text, offsets
+    pieces.append(text[position:])
+    maps.append(offsets[position:])
+    return "".join(pieces), [index for chunk in maps for index in chunk]
+
+
+def _decompose(match: regex.Match[str]) -> str:
+    return unicodedata.normalize("NFKD", match.group())
+
+
+def normalise(text: str) -> Normalised:
+    original = text
+    offsets = list(range(len(text)))
+    if not text.isascii():
+        text = text.translate(_QUOTES)
+        text, offsets = _substitute(_NON_ASCII, _decompose, text, offsets)
+        text, offsets = _substitute(_INVISIBLE, lambda m: "", text, offsets)
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        text = lowered
+    else:
+        text, offsets = _substitute(regex.compile(r".", regex.DOTALL),
+                                    lambda m: m.group().lower(), text, offsets)
+    if not text.isascii():
+        folded = text.translate(HOMOGLYPHS)
+        if len(folded) == len(text):
+            text = folded
+        else:
+            text, offsets = _substitute(_NON_ASCII, lambda m: m.group().translate(HOMOGLYPHS),
+                                        text, offsets)
+    text, offsets = _substitute(_WHITESPACE, lambda m: " ", text, offsets)
+    text, offsets = _substitute(_LEET_WORD, lambda m: m.group().translate(LEET), text, offsets)
+    text, offsets = _substitute(_SPACED, lambda m: _SEPARATORS.sub("", m.group()), text, offsets)
+    text, offsets = _substitute(_REPEATS, lambda m: m.group(1), text, offsets)
+    return Normalised(text, offsets, original)
+
+
+def normalise_term(term: str) -> str:
+    """A rule's literal term, normalised the way message text is."""
+    return " ".join(normalise(term).text.split())

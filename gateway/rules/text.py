@@ -1,0 +1,94 @@
+"""What a person sees in a message: the Subject, headers, and every text part decoded
+(any charset, base64, quoted-printable), HTML reduced to its visible text."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+from lxml import html as lxml_html
+
+from gateway.mime import Tree, decode_body, decode_text, decode_words, header_value, parse
+
+MAX_TEXT = 512 * 1024  # per message: rules look at the first 512 KB of visible text
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0"
+                           r"(?![.\d])|opacity\s*:\s*0(?![.\d])|max-height\s*:\s*0(?![.\d])",
+                           re.IGNORECASE)
+_DROPPED_TAGS = {"script", "style", "head", "title", "noscript", "template", "svg", "object"}
+_BLOCK_TAGS = {"p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6",
+               "table", "ul", "ol", "blockquote", "pre", "section", "article", "hr"}
+
+
+@dataclass(frozen=True)
+class Segment:
+    where: str   # "subject" | "body" | "header X"
+    text: str
+
+
+@dataclass(frozen=True)
+class MessageText:
+    segments: tuple[Segment, ...]
+    defects: tuple[str, ...]
+
+
+def visible_html_text(markup: str) -> str:
+    """HTML as rendered: hidden elements, comments, scripts and styles dropped."""
+    if not markup.strip():
+        return ""
+    try:
+        root = lxml_html.document_fromstring(markup)
+    except (etree.ParserError, ValueError):
+        return html.unescape(re.sub(r"<[^>]*>", " ", markup))
+    pieces: list[str] = []
+
+    def walk(element: etree._Element) -> None:
+        tag = element.tag if isinstance(element.tag, str) else ""
+        hidden = (tag.lower() in _DROPPED_TAGS or element.get("hidden") is not None
+                  or element.get("aria-hidden") == "true"
+                  or _HIDDEN_STYLE.search(element.get("style") or ""))
+        if tag and not hidden:
+            if tag.lower() in _BLOCK_TAGS:
+                pieces.append("\n")
+            if element.text:
+                pieces.append(element.text)
+            for child in element:
+                walk(child)
+            if tag.lower() in _BLOCK_TAGS:
+                pieces.append("\n")
+        if element.tail:  # the tail is outside the element: visible even if it is hidden
+            pieces.append(element.tail)
+
+    walk(root)
+    return "".join(pieces)
+
+
+def message_text(raw: bytes) -> MessageText:
+    tree: Tree = parse(raw)
+    segments: list[Segment] = []
+    for name, start, end in tree.root.fields:
+        value = decode_words(header_value(raw, start, end))
+        if name == "subject":
+            segments.append(Segment("subject", value))
+        elif name in ("from", "reply-to"):
+            segments.append(Segment(f"header {name.title()}", value))
+    budget = MAX_TEXT
+    for part in tree.walk():
+        if part.children or budget <= 0:
+            continue
+        content_type = part.content_type
+        is_text = content_type.startswith("text/")
+        if not is_text and part is not tree.root:
+            continue
+        disposition = str(part.headers.get("content-disposition", "")).lower()
+        if disposition.startswith("attachment") and content_type not in ("text/plain",
+                                                                          "text/html"):
+            continue
+        text, _ = decode_text(decode_body(raw, part)[:budget * 2], part.charset)
+        if content_type == "text/html" or (not is_text and "<html" in text[:2000].lower()):
+            text = visible_html_text(text)
+        text = text[:budget]
+        budget -= len(text)
+        segments.append(Segment("body", text))
+    return MessageText(tuple(segments), tuple(tree.defects))
