@@ -345,6 +345,12 @@ def _section(file: Path, data: dict[str, Any], name: str) -> Any:
         except ValueError as error:
             raise ConfigError(file, f"{name}.{key}", f"invalid value {raw!r}", str(error))
         values[key] = _resolve(file.absolute().parent, value) if spec.path else value
+        if key == "next_hop" and value.startswith("spool:"):
+            values[key] = "spool:" + str(_resolve(file.absolute().parent, value[len("spool:"):]))
+    if "next_hop" in keys and "next_hop" not in values:
+        default = getattr(cls(), "next_hop")
+        values["next_hop"] = "spool:" + str(_resolve(file.absolute().parent,
+                                                     default[len("spool:"):]))
     for path_key in ("private_key", "database"):
         if path_key in keys and path_key not in values:
             values[path_key] = _resolve(file.absolute().parent, getattr(cls(), path_key))

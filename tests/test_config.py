@@ -37,7 +37,7 @@ def test_relative_paths_resolve_from_the_config_folder(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path))
     assert config.dkim.private_key == tmp_path / "dkim.key"
     assert config.quarantine.database == tmp_path / "quarantine.sqlite3"
-    assert config.outbound.next_hop == "spool:outbox"
+    assert config.outbound.next_hop == f"spool:{tmp_path / 'outbox'}"
 
 
 @pytest.mark.parametrize("sections, key, fix_words", [

@@ -134,7 +134,7 @@ async def test_dkim_result_is_recorded_and_forged_results_stripped(gateway: Runn
     assert code == 250
     data = sink.messages[0].data
     assert b"header.d=bank.example" not in data
-    assert b"Authentication-Results: veil; dkim=pass" in data
+    assert b"Authentication-Results: veil;\r\n\tdkim=pass header.d=support.example" in data
     assert b"header.d=support.example" in data
     original = data[data.index(b"DKIM-Signature"):]
     assert dkim.verify(original, dnsfunc=lambda name, timeout=5: gateway.dns.get(

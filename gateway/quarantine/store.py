@@ -159,8 +159,10 @@ class QuarantineStore:
     def open(cls, path: Path) -> "QuarantineStore":
         path.parent.mkdir(parents=True, exist_ok=True)
         store = cls(path)
-        with store._write() as connection:
-            connection.executescript(SCHEMA)
+        try:
+            store._connection().executescript(SCHEMA)
+        except sqlite3.Error as error:
+            raise StoreUnavailable(str(error)) from error
         return store
 
     # --- connections ---------------------------------------------------------------------
