@@ -99,7 +99,7 @@ def _check_headers(tree: Tree, part: Part, patterns: IdentityPatterns, where: st
     filename = part.filename()
     if filename:
         report(f"attachment filename{where or ' of the message'}",
-               patterns.hits(prepare(filename)))
+               patterns.filename_hits(prepare(filename)))
 
 
 def _check_body(tree: Tree, part: Part, patterns: IdentityPatterns, report: Report,

@@ -209,10 +209,19 @@ class IdentityPatterns:
                     break
         return hits
 
-    def replace(self, text: str, style: str = "plain") -> tuple[str, list[Hit]]:
+    def filename_hits(self, text: str) -> list[Hit]:
+        """Hits in a file name, where dots, dashes and underscores separate words as spaces do
+        ('Jane_Doe.pdf'), besides the hits an ordinary text has (addresses keep their dots)."""
+        spaced = text.translate(_FILENAME_SEPARATORS)
+        found = self.hits(text) + (self.hits(spaced) if spaced != text else [])
+        found.sort(key=lambda hit: (hit.start, -(hit.end - hit.start)))
+        return _without_overlaps(found)
+
+    def replace(self, text: str, style: str = "plain",
+                filename: bool = False) -> tuple[str, list[Hit]]:
         """The text with every identity replaced; `style` "html" escapes replacements."""
         text = prepare(text)
-        hits = self.hits(text)
+        hits = self.filename_hits(text) if filename else self.hits(text)
         if not hits:
             return text, []
         pieces: list[str] = []
@@ -229,6 +238,9 @@ class IdentityPatterns:
             position = hit.end
         pieces.append(text[position:])
         return "".join(pieces), hits
+
+
+_FILENAME_SEPARATORS = str.maketrans("._-+~", "     ")
 
 
 def _without_overlaps(hits: list[Hit]) -> list[Hit]:

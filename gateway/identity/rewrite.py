@@ -305,7 +305,7 @@ def _rewrite_params(display: str, value: str, context: _Context) -> bytes | None
         from email.utils import collapse_rfc2231_value
         text = decode_words(collapse_rfc2231_value(current)) if not isinstance(current, str) \
             else decode_words(current)
-        new_text, hits = context.patterns.replace(text)
+        new_text, hits = context.patterns.replace(text, filename=True)
         if hits:
             changed = True
             message.set_param(param, new_text if new_text.isascii() else
