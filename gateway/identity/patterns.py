@@ -10,6 +10,7 @@ matched by their digits, whatever the separators.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -91,7 +92,9 @@ def _digits(text: str) -> str:
     return "".join(c for c in text if c.isdigit())
 
 
-_PHONE_LIKE = regex.compile(r"(?<![\w])\+?\(?\d[\d \t().\-/\u00a0]{4,24}\d(?!\d)")
+# Plain `re` without look-behind lets the engine skip ahead to digits; the edge and a leading
+# "+" or "(" are checked by hand (several times faster on prose).
+_PHONE_LIKE = re.compile(r"[0-9][0-9 \t().\-/\u00a0]{4,24}[0-9](?![0-9])")
 
 
 def _same_number(found: str, phone: str) -> bool:
@@ -166,8 +169,13 @@ class IdentityPatterns:
         found: list[Hit] = []
         if len(self.automaton):
             folded = fold_text(text)
+            size = len(folded)
             for end_index, (length, targets) in self.automaton.iter(folded):
                 start, end = end_index - length + 1, end_index + 1
+                # Most candidates sit inside a longer word ("lea" in "please"): reject cheaply.
+                if (start and folded[start - 1].isalnum()) or \
+                        (end < size and folded[end].isalnum()):
+                    continue
                 target = targets[0]
                 if not self._on_word_edges(folded, start, end, target.kind):
                     continue
@@ -201,11 +209,17 @@ class IdentityPatterns:
             return []
         hits: list[Hit] = []
         for match in _PHONE_LIKE.finditer(text):
+            start = match.start()
+            if start > 0 and text[start - 1] == "(":
+                start -= 1
+            if start > 0 and text[start - 1] == "+":
+                start -= 1
+            if start > 0 and _is_word(text[start - 1]):
+                continue
             digits = _digits(match.group())
             for phone, agent in self.phones:
                 if _same_number(digits, phone):
-                    hits.append(Hit(match.start(), match.end(), "phone", agent,
-                                    PHONE_REPLACEMENT))
+                    hits.append(Hit(start, match.end(), "phone", agent, PHONE_REPLACEMENT))
                     break
         return hits
 

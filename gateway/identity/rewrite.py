@@ -121,7 +121,9 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 def _crlf(message: bytes) -> bytes:
     """SMTP line endings: the message leaves with CRLF whatever the submitting client sent."""
-    return _BARE_LF.sub(b"\r\n", message) if _BARE_LF.search(message) else message
+    if message.count(b"\n") == message.count(b"\r\n"):
+        return message
+    return _BARE_LF.sub(b"\r\n", message)
 
 
 @dataclass
