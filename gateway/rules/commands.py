@@ -64,8 +64,8 @@ class _Tally:
 def evaluate(folder: Path, ruleset: RuleSet, threshold: float) -> tuple[_Tally, dict[str, _Tally]]:
     """Overall and per-category results on DIR/harass/**.eml and DIR/benign/**.eml.
 
-    A harassing file's category is its first sub-folder under harass/ (harass/threat/x.eml);
-    benign files count as negatives for every category."""
+    A harassing file's category is its first sub-folder under harass/ (harass/threat/x.eml).
+    A benign file held counts as a false positive of the categories whose rules matched it."""
     overall = _Tally()
     categories: dict[str, _Tally] = {}
     harassing = sorted((folder / "harass").rglob("*.eml"))
@@ -85,8 +85,13 @@ def evaluate(folder: Path, ruleset: RuleSet, threshold: float) -> tuple[_Tally, 
     for path in benign:
         verdict = judge(path.read_bytes(), ruleset, threshold)
         held = verdict.action == "quarantine"
-        for tally in (overall, *categories.values()):
-            if held:
+        if held:
+            overall.false_positive += 1
+        else:
+            overall.true_negative += 1
+        blamed = {m.category for m in verdict.matches} if held else set()
+        for name, tally in categories.items():
+            if name in blamed:
                 tally.false_positive += 1
             else:
                 tally.true_negative += 1

@@ -29,9 +29,11 @@ _NON_ASCII = regex.compile(r"[^\x00-\x7f]+")
 _INVISIBLE = regex.compile(r"[\p{Cf}\p{Mn}\p{Me}\u200b-\u200f\u2060-\u2064\ufeff\u00ad]+")
 # A word with at least one letter and at least one leet character inside it.
 _LEET_WORD = regex.compile(r"(?<![\w@$!|+€])(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]*[0-9@$!|+€])"
-                           r"[\w@$!|+€]{2,}")
+                           r"[\w@$!|+€]*[\w]")
 # Three or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x".
-_SPACED = regex.compile(r"(?<![\w])(?:[a-z][ .\-_*~·•]){2,}[a-z](?![\w])")
+_SPACED = regex.compile(r"(?<![\w])(?:[a-z][ .\-_*~·•]){1,}[a-z](?![\w])")
+# Words glued with a dot, dash or underscore instead of a space: "you.are.so.hot".
+_GLUE = regex.compile(r"(?<=[a-z])[._~·•](?=[a-z])")
 _REPEATS = regex.compile(r"([a-z])\1{2,}")
 _SEPARATORS = regex.compile(r"[ .\-_*~·•]")
 _WHITESPACE = regex.compile(r"[^\S ]+| {2,}")
@@ -49,7 +51,11 @@ class Normalised:
         if not self.offsets:
             return ""
         first = self.offsets[min(start, len(self.offsets) - 1)]
-        last = self.offsets[min(max(end - 1, 0), len(self.offsets) - 1)] + 1
+        # The span ends where the next normalised character begins: a collapsed "TTT" or a
+        # joined "s e x" is then shown whole.
+        last = self.offsets[end] if end < len(self.offsets) else len(self.original)
+        while last > first + 1 and self.original[last - 1].isspace():
+            last -= 1
         before = max(0, first - context)
         after = min(len(self.original), last + context)
         snippet = self.original[before:first] + "[[" + self.original[first:last] + "]]" + \
@@ -69,15 +75,29 @@ def _substitute(pattern: regex.Pattern[str], replace: Callable[[regex.Match[str]
         pieces.append(text[position:start])
         maps.append(offsets[position:start])
         pieces.append(replacement)
-        span = offsets[start:end] or [offsets[start - 1] if start else 0]
-        maps.append([span[min(i * len(span) // max(len(replacement), 1), len(span) - 1)]
-                     for i in range(len(replacement))])
+        maps.append(_align(match.group(), replacement, offsets[start:end] or
+                           [offsets[start - 1] if start else 0]))
         position = end
     if not pieces:
         return text, offsets
     pieces.append(text[position:])
     maps.append(offsets[position:])
     return "".join(pieces), [index for chunk in maps for index in chunk]
+
+
+def _align(source: str, replacement: str, span: list[int]) -> list[int]:
+    """Offsets for the replacement: each kept character maps to where it came from."""
+    mapped: list[int] = []
+    position = 0
+    for char in replacement:
+        found = source.find(char, position)
+        if found == -1 or len(source) != len(span):
+            # Not a plain deletion (a decomposition or a translation): spread proportionally.
+            return [span[min(i * len(span) // max(len(replacement), 1), len(span) - 1)]
+                    for i in range(len(replacement))]
+        mapped.append(span[found])
+        position = found + 1
+    return mapped
 
 
 def _decompose(match: regex.Match[str]) -> str:
@@ -104,9 +124,10 @@ def normalise(text: str) -> Normalised:
         else:
             text, offsets = _substitute(_NON_ASCII, lambda m: m.group().translate(HOMOGLYPHS),
                                         text, offsets)
-    text, offsets = _substitute(_WHITESPACE, lambda m: " ", text, offsets)
     text, offsets = _substitute(_LEET_WORD, lambda m: m.group().translate(LEET), text, offsets)
     text, offsets = _substitute(_SPACED, lambda m: _SEPARATORS.sub("", m.group()), text, offsets)
+    text, offsets = _substitute(_WHITESPACE, lambda m: " ", text, offsets)
+    text, offsets = _substitute(_GLUE, lambda m: " ", text, offsets)
     text, offsets = _substitute(_REPEATS, lambda m: m.group(1), text, offsets)
     return Normalised(text, offsets, original)
 

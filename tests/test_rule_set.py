@@ -1,0 +1,159 @@
+"""The shipped rule set: its own examples, the labelled corpus, and the engine's contracts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.rules.commands import evaluate, rule_example_failures
+from gateway.rules.engine import RuleError, judge, load_ruleset
+from gateway.rules.normalise import normalise
+
+from conftest import ROOT
+
+CORPUS = ROOT / "tests" / "corpus" / "inbound"
+RULESET = load_ruleset([ROOT / "rules"])
+
+
+def test_every_rule_example_behaves() -> None:
+    assert rule_example_failures(RULESET) == []
+
+
+def test_rule_set_covers_every_category_in_four_languages() -> None:
+    categories = {"sexual", "looks", "romantic", "contact-request", "stalking", "threat",
+                  "gendered-insult"}
+    for language in ("en", "es", "de", "fr"):
+        covered = {r.category for r in RULESET.rules if r.id.startswith(language + "-")}
+        assert categories <= covered, (language, categories - covered)
+
+
+def test_corpus_per_category() -> None:
+    overall, categories = evaluate(CORPUS, RULESET, 10)
+    assert len(list(CORPUS.rglob("*.eml"))) >= 150
+    assert overall.wrong == []
+    assert set(categories) == {"sexual", "looks", "romantic", "contact-request", "stalking",
+                               "threat", "gendered-insult"}
+    for name, tally in categories.items():
+        assert tally.false_negative == 0, name
+        assert tally.false_positive == 0, name
+
+
+@pytest.mark.parametrize("text", [
+    "you are so hot", "y o u  a r e  s o  h o t", "YOU ARE SO HOTTTT", "yоu аrе sо hоt",
+    "you are so h0t", "you are so h\u200bot", "ｙｏｕ ａｒｅ ｓｏ ｈｏｔ", "you.are.so.hot",
+])
+def test_evasions_do_not_help(text: str) -> None:
+    assert "en-looks-you-are" in {m.rule for m in judge(text.encode(), RULESET, 10).matches} or \
+        judge(f"Subject: x\r\n\r\n{text}\r\n".encode(), RULESET, 10).action == "quarantine"
+
+
+@pytest.mark.parametrize("text", [
+    "Please execute the script", "We are in Sussex", "Scunthorpe office", "kill the process",
+    "the hot fix failed", "dating back to 2019", "hit me with the invoice",
+    "I'll come by the office", "this damn software is garbage", "order 1 2 3 4 shipped",
+    "codes a1b2 and x9y8 failed",
+])
+def test_ordinary_words_do_not_hurt(text: str) -> None:
+    verdict = judge(f"Subject: support\r\n\r\n{text}\r\n".encode(), RULESET, 10)
+    assert verdict.action == "deliver", verdict
+
+
+def test_excerpt_shows_the_original_text() -> None:
+    verdict = judge("Subject: hi\r\n\r\nwell h\u200bey, y o u  a r e  s o  H0TTT!\r\n".encode(),
+                    RULESET, 10)
+    [match] = [m for m in verdict.matches if m.rule == "en-looks-you-are"]
+    assert "[[y o u a r e s o H0TTT]]" in match.excerpt
+
+
+def test_normalisation_keeps_a_map_to_the_original() -> None:
+    text = "Ｓ-E-X-Y café"
+    normalised = normalise(text)
+    assert normalised.text == "sexy cafe"
+    assert [text[i] for i in normalised.offsets] == ["Ｓ", "E", "X", "Y", " ", "c", "a", "f", "é"]
+    assert normalised.excerpt(0, 4, context=0) == "[[Ｓ-E-X-Y]]"
+
+
+@pytest.mark.parametrize("body, problem", [
+    ('[[rule]]\nid = "x"\ncategory = "c"\ndescription = "d"\nscore = 1\n'
+     'anchors = ["a"]\npatterns = ["(a+)+b"]\n', "nests quantifiers"),
+    ('[[rule]]\nid = "x"\ncategory = "c"\ndescription = "d"\nscore = 1\n'
+     'anchors = ["a"]\npatterns = ["(unclosed"]\n', "does not compile"),
+    ('[[rule]]\nid = "x"\ncategory = "c"\ndescription = "d"\nscore = 1\n'
+     'patterns = ["abc"]\n', "need anchors"),
+    ('[[rule]]\nid = "x"\ncategory = "c"\ndescription = "d"\nscore = 1\nterms = ["a"]\n'
+     'colour = "red"\n', "unknown key"),
+    ('[[rule]]\nid = "x"\ncategory = "c"\nscore = 1\nterms = ["a"]\n', "missing description"),
+    ('[[rule]]\nid = "x"\ncategory = "c"\ndescription = "d"\nscore = 1\nterms = ["a"]\n'
+     '[[rule]]\nid = "x"\ncategory = "c"\ndescription = "d"\nscore = 1\nterms = ["b"]\n',
+     "duplicate rule id"),
+    ('[[meta]]\nid = "m"\ncategory = "c"\ndescription = "d"\nscore = 1\nall_of = ["nope"]\n',
+     "unknown rule 'nope'"),
+])
+def test_bad_rule_files_name_file_rule_and_reason(tmp_path: Path, body: str,
+                                                  problem: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(RuleError) as caught:
+        load_ruleset([path])
+    assert str(path) in str(caught.value) and problem in str(caught.value)
+
+
+def test_meta_rule_adds_up_signals_from_several_categories() -> None:
+    verdict = judge(b"Subject: hi\r\n\r\nthanks babe, can i get your number\r\n", RULESET, 10)
+    assert {m.rule for m in verdict.matches} >= {"en-endearment", "en-contact-number",
+                                                 "en-several-categories"}
+    assert verdict.action == "quarantine"
+
+
+@pytest.mark.parametrize("raw", [
+    b"", b"\r\n", b"\x00\x01\x02" * 1000, b"Subject: " + b"a" * 1_000_000 + b"\r\n\r\nx",
+    b"Content-Type: text/plain; charset=klingon\r\n\r\n\xff\xfe you are so hot",
+    b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>hi',
+    b"MIME-Version: 1.0\r\n" + b"".join(
+        f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n'.encode()
+        for i in range(150)) + b"Content-Type: text/plain\r\n\r\nhello\r\n",
+    b"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!",
+])
+def test_hostile_input_gets_a_verdict(raw: bytes) -> None:
+    verdict = judge(raw, RULESET, 10)
+    assert verdict.action in ("quarantine", "deliver")
+
+
+def test_unparseable_messages_are_held() -> None:
+    assert judge(b"", RULESET, 10).action == "quarantine"
+    deep = b"MIME-Version: 1.0\r\n" + b"".join(
+        f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n'.encode()
+        for i in range(150)) + b"Content-Type: text/plain\r\n\r\nhello\r\n"
+    assert judge(deep, RULESET, 10).reason.startswith("unparseable")
+
+
+def test_hidden_html_and_comments_are_not_what_a_person_sees() -> None:
+    hidden = (b"Content-Type: text/html\r\n\r\n<p>Your invoice is attached.</p>"
+              b'<div style="display:none">you are so hot</div><!-- you are so hot -->')
+    assert judge(hidden, RULESET, 10).action == "deliver"
+    shown = b"Content-Type: text/html\r\n\r\n<p>you are <b>so</b> <i>hot</i></p>"
+    assert judge(shown, RULESET, 10).action == "quarantine"
+
+
+def test_check_command_prints_one_json_verdict_per_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.eml"
+    broken.write_bytes(b"\x00garbage")
+    files = [str(CORPUS / "harass" / "threat" / "en-00-plain.eml"),
+             str(CORPUS / "benign" / "en-00-plain.eml"), str(broken), str(tmp_path / "none.eml")]
+    result = subprocess.run([sys.executable, "-m", "gateway", "check", "--json",
+                             "--config", str(tmp_path / "config.toml"), *files],
+                            cwd=ROOT, capture_output=True, timeout=60)
+    assert result.returncode == 2  # no config in tmp_path: the error names the file
+    assert b"config.toml" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "gateway", "check", "--json", *files],
+                            cwd=ROOT, capture_output=True, timeout=60, check=True)
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == files
+    assert [line["verdict"] for line in lines] == ["quarantine", "deliver", "deliver",
+                                                   "quarantine"]
+    assert lines[0]["matches"][0]["category"] == "threat"
+    assert set(lines[0]["matches"][0]) == {"rule", "category", "score", "excerpt"}
