@@ -14,6 +14,7 @@ import quopri
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
+from email.errors import MessageError
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email import policy as email_policy
@@ -215,7 +216,7 @@ def known_charset(name: str | None) -> str | None:
         return None
     try:
         return codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or a NUL inside the name
         return None
 
 
@@ -238,11 +239,12 @@ def decode_words(value: str) -> str:
     encoded word is read as UTF-8, then Latin-1, so the words inside are still seen."""
     try:
         return str(make_header(decode_header(value)))
-    except (LookupError, ValueError, UnicodeError, binascii.Error, AssertionError):
+    except (LookupError, ValueError, UnicodeError, binascii.Error, AssertionError,
+            MessageError):
         pass
     try:
         chunks = decode_header(value)
-    except (ValueError, UnicodeError, binascii.Error, AssertionError):
+    except (ValueError, UnicodeError, binascii.Error, AssertionError, MessageError):
         return value
     pieces: list[str] = []
     for chunk, charset in chunks:
@@ -281,3 +283,50 @@ def header_value(raw: bytes, start: int, end: int) -> str:
     except UnicodeDecodeError:
         return value.decode("latin-1")
 
+
+
+def header_readings(raw: bytes, start: int, end: int) -> list[str]:
+    """Every plausible reading of a field's value: one when it is ASCII or valid UTF-8; for
+    other 8-bit bytes both Latin-1 and UTF-8 with replacement, as readers differ."""
+    line = raw[start:end]
+    _, _, value = line.partition(b":")
+    value = _NEWLINE.sub(b"", value).strip()
+    try:
+        return [value.decode("utf-8")]
+    except UnicodeDecodeError:
+        return [value.decode("latin-1"), value.decode("utf-8", "replace")]
+
+
+def gaps(part: Part) -> list[tuple[int, int]]:
+    """The spans of a multipart body outside its children: preamble, delimiter lines and
+    epilogue. Readers that do not understand MIME show them."""
+    spans: list[tuple[int, int]] = []
+    position = part.body_start
+    for child in part.children:
+        if child.start > position:
+            spans.append((position, child.start))
+        position = max(position, child.end)
+    if part.end > position:
+        spans.append((position, part.end))
+    return spans
+
+
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+_BINARY_MAJORS = ("image/", "audio/", "video/", "font/", "model/", "application/")
+_TEXTUAL_APPLICATIONS = frozenset({
+    "application/ics", "application/vcard", "application/x-vcard", "application/json",
+    "application/xml", "application/xhtml+xml", "application/rtf", "application/x-rtf",
+    "application/javascript", "application/csv", "application/x-sh"})
+
+
+def shown_as_text(content_type: str) -> bool:
+    """Whether a reader may show a leaf part as text. Binary media types are not; text/*,
+    textual application types and any type that is malformed or unknown are (fail closed:
+    'text /html' or 'muldtipart/mixed' is still shown by some reader)."""
+    if content_type.startswith(("multipart/", "message/rfc822", "message/global")) and \
+            _MEDIA_TYPE.fullmatch(content_type):
+        return False
+    if content_type in _TEXTUAL_APPLICATIONS:
+        return True
+    return not (_MEDIA_TYPE.fullmatch(content_type) and
+                content_type.startswith(_BINARY_MAJORS))

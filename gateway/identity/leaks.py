@@ -17,10 +17,9 @@ from typing import Callable
 
 from gateway.config import Directory
 from gateway.identity.patterns import Hit, IdentityPatterns, patterns_for, prepare
-from gateway.mime import Part, Tree, decode_body, decode_text, decode_words, header_value, parse
+from gateway.mime import (Part, Tree, decode_body, decode_text, decode_words, gaps,
+                          header_readings, parse, shown_as_text)
 
-_TEXT_TYPES = ("text/", "application/ics", "application/vcard", "message/delivery-status",
-               "message/disposition-notification")
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,13 @@ def _leaks(message: bytes, directory: Directory, mail_from: str,
         where = "" if part is tree.root else f" of part {part.index}"
         _check_headers(tree, part, patterns, where, report)
         if part.children:
+            for start, end in gaps(part):
+                for reading in (tree.raw[start:end].decode("latin-1"),
+                                tree.raw[start:end].decode("utf-8", "replace")):
+                    report(f"preamble or epilogue of part {part.index}",
+                           patterns.hits(prepare(reading)))
             continue
-        if part.content_type.startswith(_TEXT_TYPES) or part.is_multipart:
+        if shown_as_text(part.content_type) or part.is_multipart:
             # A multipart the parser could not split is shown as text by some readers.
             _check_body(tree, part, patterns, report, found)
         elif part.content_type in _ENCLOSED_MESSAGES:
@@ -89,13 +93,15 @@ Report = Callable[[str, list[Hit]], None]
 def _check_headers(tree: Tree, part: Part, patterns: IdentityPatterns, where: str,
                    report: Report) -> None:
     for name, start, end in part.fields:
-        value = header_value(tree.raw, start, end)
         display = tree.raw[start:end].split(b":", 1)[0].decode("ascii", "replace").strip()
-        if name == "dkim-signature":
-            # Only the identity tags can name a person; b= and bh= are random base64.
-            value = " ".join(re.findall(r"\b[id]=[^;]*", value))
-        hits = patterns.hits(prepare(value)) + patterns.hits(prepare(decode_words(value)))
-        report(f"header {display}{where}", hits)
+        for value in header_readings(tree.raw, start, end):
+            if not name:
+                value = tree.raw[start:end].decode("latin-1")  # a line that is no field
+            if name == "dkim-signature":
+                # Only the identity tags can name a person; b= and bh= are random base64.
+                value = " ".join(re.findall(r"\b[id]=[^;]*", value))
+            hits = patterns.hits(prepare(value)) + patterns.hits(prepare(decode_words(value)))
+            report(f"header {display}{where}", hits)
     filename = part.filename()
     if filename:
         report(f"attachment filename{where or ' of the message'}",

@@ -21,7 +21,8 @@ from email.utils import formataddr, getaddresses, parseaddr
 from gateway.config import Agent, Directory
 from gateway.identity.patterns import IdentityPatterns, patterns_for, prepare
 from gateway.mime import (Part, Tree, decode_body, decode_text, decode_words, encode_qp,
-                          header_value, parse, text_charset_for)
+                          gaps, header_readings, header_value, parse, shown_as_text,
+                          text_charset_for)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,6 @@ AVATAR_WORDS = re.compile(r"avatar|headshot|photo|portrait|profile|selfie|pictur
                           r"gravatar|mugshot|agent[-_ ]?image", re.IGNORECASE)
 QUOTE_START = re.compile(r"^(?:>|On .{0,300} wrote:|Le .{0,300} a écrit|El .{0,300} escribió|"
                          r"Am .{0,300} schrieb|-{2,}\s*Original Message|From: )", re.MULTILINE)
-_TEXT_TYPES = ("text/", "application/ics", "application/vcard")
 
 
 def identify_agent(message: bytes, mail_from: str, directory: Directory) -> Agent | None:
@@ -103,7 +103,7 @@ def rewrite(message: bytes, mail_from: str, directory: Directory, *,
         if id(part) in skip:
             continue
         body_change = None
-        if not part.children and part.content_type.startswith(_TEXT_TYPES):
+        if not part.children and shown_as_text(part.content_type):
             body_change = _rewrite_body(tree.raw, part, context, removed_ids)
         header_block = _rewrite_headers(tree.raw, part, context, is_root=part is tree.root,
                                         body_change=body_change)
@@ -111,6 +111,7 @@ def rewrite(message: bytes, mail_from: str, directory: Directory, *,
             edits.append((part.start, part.body_start, header_block))
         if body_change is not None:
             edits.append((part.body_start, part.end, body_change[0]))
+    edits.extend(_rewrite_gaps(tree, context, edits))
     rewritten = _apply(tree.raw, edits)
     new_mail_from = _rewrite_envelope_sender(mail_from, directory)
     return Rewritten(rewritten, new_mail_from, agent, tuple(context.message_ids))
@@ -147,6 +148,23 @@ def _internal_domains(directory: Directory, configured: tuple[str, ...]) -> froz
 def _rewrite_envelope_sender(mail_from: str, directory: Directory) -> str:
     agent = directory.agent_for_address(mail_from) if mail_from else None
     return agent.alias_address if agent else mail_from
+
+
+def _rewrite_gaps(tree: Tree, context: _Context,
+                  edits: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+    """Names in a multipart's preamble or epilogue (shown by readers that do not know MIME)."""
+    found: list[tuple[int, int, bytes]] = []
+    for part in tree.walk():
+        for start, end in gaps(part) if part.children else ():
+            data = tree.raw[start:end]
+            try:
+                text, charset = data.decode("utf-8"), "utf-8"
+            except UnicodeDecodeError:
+                text, charset = data.decode("latin-1"), "latin-1"
+            new_text, hits = context.patterns.replace(text)
+            if hits and not any(s < end and start < e for s, e, _ in edits):
+                found.append((start, end, new_text.encode(charset, "replace")))
+    return found
 
 
 def _apply(raw: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
@@ -231,7 +249,9 @@ def _rewrite_field(raw: bytes, name: str, start: int, end: int, context: _Contex
         return b""
     if name in STRUCTURE_HEADERS:
         return None
-    value = header_value(raw, start, end)
+    readings = header_readings(raw, start, end)
+    # Of two readings of 8-bit bytes, rewrite the one in which more identity shows.
+    value = max(readings, key=lambda reading: len(context.patterns.hits(prepare(reading))))
     display = raw[start:end].split(b":", 1)[0].decode("ascii", "replace").strip()
     if is_root and name == "received":
         return _anonymised_received(value, context)
@@ -250,9 +270,9 @@ def _rewrite_field(raw: bytes, name: str, start: int, end: int, context: _Contex
 
 def _encode_unstructured(display: str, text: str) -> bytes:
     if text.isascii():
-        return f"{display}: {text}".encode("ascii")
+        return f"{display}: {text}".encode("ascii", "replace")
     encoded = Header(text, "utf-8", header_name=display).encode(linesep="\r\n")
-    return f"{display}: {encoded}".encode("ascii")
+    return f"{display}: {encoded}".encode("ascii", "replace")
 
 
 def _rewrite_addresses(display: str, value: str, context: _Context) -> bytes | None:
@@ -270,13 +290,23 @@ def _rewrite_addresses(display: str, value: str, context: _Context) -> bytes | N
             changed = True
         if not new_address and not new_name:
             continue
-        rewritten.append(formataddr((new_name, new_address), charset="utf-8")
-                         if new_address else new_name)
+        rewritten.append(_format_address(new_name, new_address) if new_address else new_name)
     if not changed:
         # Addresses the parser could not see (garbage) still get the plain text treatment.
         new_text, hits = context.patterns.replace(decoded)
         return _encode_unstructured(display, new_text) if hits else None
     return _fold_list(display, rewritten)
+
+
+def _format_address(name: str, address: str) -> str:
+    try:
+        return formataddr((name, address), charset="utf-8")
+    except UnicodeError:
+        # An address that is not ASCII (SMTPUTF8, or garbage): keep it, encode only the name.
+        if not name:
+            return f"<{address}>"
+        encoded = name if name.isascii() else Header(name, "utf-8").encode()
+        return f"{encoded} <{address}>"
 
 
 def _fold_list(display: str, items: list[str]) -> bytes:
