@@ -92,6 +92,9 @@ def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
         match.end()
 
 
+_FIELD_NAME = re.compile(rb"[!-9;-~]+")
+
+
 def _fields(raw: bytes, start: int, end: int) -> list[tuple[str, int, int]]:
     fields: list[tuple[str, int, int]] = []
     position = start
@@ -101,8 +104,9 @@ def _fields(raw: bytes, start: int, end: int) -> list[tuple[str, int, int]]:
             name, field_start, _ = fields[-1]
             fields[-1] = (name, field_start, line_end)
         else:
-            name = line.split(b":", 1)[0].strip().lower().decode("ascii", "replace") \
-                if b":" in line else ""
+            raw_name = line.split(b":", 1)[0].strip() if b":" in line else b""
+            # Not a field name ("a line: with a colon", 8-bit bytes): a stray line, name "".
+            name = raw_name.lower().decode("ascii") if _FIELD_NAME.fullmatch(raw_name) else ""
             fields.append((name, position, line_end))
         position = line_end
     return fields
