@@ -83,8 +83,8 @@ def _templates() -> Environment:
 TEMPLATES = _templates()
 
 
-def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(TEMPLATES.get_template(name).render(**context), status_code=status,
+def _page(name: str, code: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(TEMPLATES.get_template(name).render(**context), status_code=code,
                         headers=PAGE_HEADERS)
 
 
