@@ -71,7 +71,13 @@ def _leaks(message: bytes, directory: Directory, mail_from: str,
         if shown_as_text(part.content_type) or part.is_multipart:
             # A multipart the parser could not split is shown as text by some readers.
             _check_body(tree, part, patterns, report, found)
-        elif part.content_type in _ENCLOSED_MESSAGES:
+        else:
+            # Not decoded, but the encoded bytes are read as they stand: a name written into a
+            # base64 or binary body is visible to anyone who looks at the source.
+            raw_body = tree.raw[part.body_start:part.end].decode("latin-1")
+            report(f"encoded body of {part.content_type} part {part.index}",
+                   patterns.hits(raw_body))
+        if not shown_as_text(part.content_type) and part.content_type in _ENCLOSED_MESSAGES:
             # A forwarded message the tree did not open (e.g. base64-encoded): check it whole.
             enclosed = decode_body(tree.raw, part)
             _check_body(tree, part, patterns, report, found)

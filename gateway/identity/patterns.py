@@ -173,11 +173,12 @@ class IdentityPatterns:
             for end_index, (length, targets) in self.automaton.iter(folded):
                 start, end = end_index - length + 1, end_index + 1
                 # Most candidates sit inside a longer word ("lea" in "please"): reject cheaply.
-                if (start and folded[start - 1].isalnum()) or \
-                        (end < size and folded[end].isalnum()):
-                    continue
                 target = targets[0]
-                if not self._on_word_edges(folded, start, end, target.kind):
+                if target.kind == "address" and "@" in target.replacement:
+                    pass  # a whole address shows wherever it stands, even glued to letters
+                elif (end < size and folded[end].isalnum()) or \
+                        (start and folded[start - 1].isalnum()) or \
+                        not self._on_word_edges(folded, start, end, target.kind):
                     continue
                 if target.strict_case and not text[start:start + 1].isupper():
                     continue
