@@ -267,3 +267,20 @@ def test_mutated_corpus_never_crashes_nor_relays_a_name() -> None:
             # On word edges: letters inside a base64 run are no name to any reader.
             assert not re.search(rb"(?<![A-Za-z0-9])Jane Doe(?![A-Za-z0-9])", result.message)
             assert b"jane.doe@corp.example" not in result.message
+
+
+def test_sign_off_block_naming_the_agent_becomes_alias_signature() -> None:
+    raw = (b"From: Jane Doe <jane.doe@corp.example>\r\nContent-Type: text/plain\r\n\r\n"
+           b"Hi Peter,\r\n\r\nall done.\r\n\r\nKind regards,\r\nJane Doe\r\n"
+           b"Senior Support Engineer | Tier 2\r\nDirect: +1 555 010 7788\r\n\r\n"
+           b"On Mon, Peter <p@customer.example> wrote:\r\n> hello\r\n")
+    view = decoded_view(run(raw)[0])
+    assert "Kind regards,\r\nAlex Morgan\r\nAcme Support\r\n\r\nOn Mon, Peter" in view
+    assert "Senior Support Engineer" not in view and "Direct:" not in view
+
+
+def test_sign_off_without_the_agent_is_left_alone() -> None:
+    raw = (b"From: Jane Doe <jane.doe@corp.example>\r\nContent-Type: text/plain\r\n\r\n"
+           b"Kind regards,\r\nThe billing team\r\nAcme\r\n")
+    assert run(raw)[0] == raw.replace(b"Jane Doe <jane.doe@corp.example>",
+                                      b"Alex Morgan <alex.morgan@support.example>")

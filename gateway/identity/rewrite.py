@@ -419,12 +419,40 @@ def _replace_plain_signature(text: str, agent: Agent) -> str:
     limit = quote.start() if quote else len(text)
     match = _SIGNATURE_DELIMITER.search(text, 0, limit)
     if match is None:
-        return text
+        return _replace_sign_off_block(text, agent, limit)
     newline = "\r\n" if "\r\n" in text else "\n"
     signature = agent.alias_signature.replace("\r\n", "\n").replace("\n", newline)
     tail = text[limit:]
     return text[:match.start()] + f"-- {newline}{signature}{newline}" + \
         (newline + tail if tail else "")
+
+
+_SIGN_OFF = re.compile(
+    r"^[ \t]*(?:(?:best|kind|warm|warmest|many|with|all the)[ \t]+)?(?:regards|wishes|thanks|"
+    r"thank you|cheers|sincerely|best|greetings|saludos|un saludo|grüße|gruß|cordialement|"
+    r"bien à vous|merci)\b[^\r\n]{0,30}\r?\n", re.IGNORECASE | re.MULTILINE)
+_BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
+
+
+def _replace_sign_off_block(text: str, agent: Agent, limit: int) -> str:
+    """'Kind regards,' then a line with the (already rewritten) name: from the name to the end
+    of that block (title, phone, links) becomes the alias signature."""
+    sign_offs = list(_SIGN_OFF.finditer(text, 0, limit))
+    if not sign_offs:
+        return text
+    start = sign_offs[-1].end()
+    line_end = text.find("\n", start, limit)
+    name_line = text[start:line_end if line_end != -1 else limit].strip().rstrip(",")
+    alias_first = agent.alias_name.split()[0]
+    if name_line.casefold() not in (agent.alias_name.casefold(), alias_first.casefold()):
+        return text
+    blank = _BLANK_LINE.search(text, start, limit)
+    end = blank.start() if blank else limit
+    while end > start and text[end - 1] in "\r\n" and end == limit:
+        end -= 1
+    newline = "\r\n" if "\r\n" in text else "\n"
+    signature = agent.alias_signature.replace("\r\n", "\n").replace("\n", newline)
+    return text[:start] + signature + text[end:]
 
 
 _LETTER_ENTITY = re.compile(r"&(#\d{2,6}|#x[0-9a-fA-F]{2,5}|[A-Za-z][A-Za-z0-9]{1,8});")
