@@ -1,10 +1,30 @@
 """Outbound rewriting: every trace of every agent's real identity becomes that agent's alias.
 
-Pure: bytes in, bytes out. Work happens on the original bytes through the MIME tree in
-gateway/mime.py; only header fields and parts that change are re-encoded (rewritten text parts
-as quoted-printable), everything else passes through byte for byte. `rewrite` never raises on
-malformed input: what it cannot rewrite is left for the leak check (gateway/identity/leaks.py),
-which refuses the message.
+Pure: bytes in, bytes out (no I/O, no clock; new Message-IDs are random). Work happens on the
+original bytes through the MIME tree in gateway/mime.py; only header fields and parts that
+change are re-encoded (rewritten text parts as quoted-printable in their own charset when it
+can hold the alias, else UTF-8), everything else passes through byte for byte. The output has
+CRLF line endings whatever the input had.
+
+`rewrite` never raises, on any input (there is no Unrewritable exception): what it cannot
+rewrite is left in place for the leak check (gateway/identity/leaks.py), which decodes the final
+bytes again and refuses the message. The leak check is the gate; rewriting is best effort.
+
+What replaces what (gateway/identity/patterns.py matches case- and accent-insensitively, on
+word edges, Müller/Mueller alike):
+- full name, "Surname, Given" and multi-word nicknames -> alias_name; a one-word nickname or
+  the first name alone -> the alias's first name; the surname alone -> the alias's surname.
+  First or last names that are ordinary words (Mark, Young, Grace) count only capitalised.
+- a real address -> alias_address (wherever it stands); its local part alone -> the alias's.
+- a phone number in any format (matched on its last nine digits) -> "[number withheld]".
+- the signature after "-- ", or a sign-off block ("Kind regards," then the agent's name) ->
+  alias_signature; an HTML block whose class or id says signature -> alias_signature.
+- inline images named or described as a photo, avatar, headshot or profile, or named after
+  the agent, are dropped with the <img> that shows them.
+- X-Originating-IP, X-Mailer, User-Agent, Authentication-Results, ARC and DKIM signatures and
+  similar client traces are dropped; Received lines naming an internal host or a private
+  address become `from internal (internal [127.0.0.1]) by <id_domain>` with the original date;
+  a Message-ID from an internal domain becomes `<random@id_domain>`, reported in message_ids.
 """
 
 from __future__ import annotations
@@ -55,8 +75,10 @@ ADDRESS_HEADERS = frozenset({
     "resent-to", "resent-cc", "resent-reply-to", "mail-followup-to", "mail-reply-to",
 })
 # Structure headers whose text is not prose; handled specially or left alone.
+# In-Reply-To and References carry the customer's ids and must stay for threading; a
+# Content-ID that names an agent is rewritten like text, and so is its cid: reference.
 STRUCTURE_HEADERS = frozenset({"content-transfer-encoding", "mime-version", "date",
-                               "in-reply-to", "references", "content-id", "content-location"})
+                               "in-reply-to", "references"})
 AVATAR_WORDS = re.compile(r"avatar|headshot|photo|portrait|profile|selfie|picture|foto|"
                           r"gravatar|mugshot|agent[-_ ]?image", re.IGNORECASE)
 QUOTE_START = re.compile(r"^(?:>|On .{0,300} wrote:|Le .{0,300} a écrit|El .{0,300} escribió|"
@@ -94,6 +116,8 @@ def rewrite(message: bytes, mail_from: str, directory: Directory, *,
     edits: list[tuple[int, int, bytes]] = []
     removed: list[Part] = _avatar_parts(tree, agent)
     removed_ids = {_content_id(part) for part in removed} - {""}
+    # The HTML is rewritten before its <img> tags are matched: know the ids in both spellings.
+    removed_ids |= {patterns.replace(content_id)[0] for content_id in removed_ids}
     for parent in tree.walk():
         for child in parent.children:
             if child in removed:
