@@ -8,9 +8,10 @@ each normalised character back to the original text, so reviewers see the real e
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from dataclasses import dataclass
-from typing import Callable
+from functools import cached_property
+from typing import Any, Callable
 
 import regex
 
@@ -28,23 +29,33 @@ LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"
 _NON_ASCII = regex.compile(r"[^\x00-\x7f]+")
 _INVISIBLE = regex.compile(r"[\p{Cf}\p{Mn}\p{Me}\u200b-\u200f\u2060-\u2064\ufeff\u00ad]+")
 # A word with at least one letter and at least one leet character inside it.
-_LEET_WORD = regex.compile(r"(?<![\w@$!|+€])(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]*[0-9@$!|+€])"
+_LEET_WORD = re.compile(r"(?<![\w@$!|+€])(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]*[0-9@$!|+€])"
                            r"[\w@$!|+€]*[\w]")
-# Three or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x".
-_SPACED = regex.compile(r"(?<![\w])(?:[a-z][ .\-_*~·•]){1,}[a-z](?![\w])")
+_LEET_NEIGHBOURS = re.compile(r"[a-z][0-9@$!|+€]|[0-9@$!|+€][a-z]")
+# Two or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x".
+_SPACED = re.compile(r"(?<![\w])(?:[a-z][ .\-_*~·•]){1,}[a-z](?![\w])")
 # Words glued with a dot, dash or underscore instead of a space: "you.are.so.hot".
-_GLUE = regex.compile(r"(?<=[a-z])[._~·•](?=[a-z])")
-_REPEATS = regex.compile(r"([a-z])\1{2,}")
-_SEPARATORS = regex.compile(r"[ .\-_*~·•]")
-_WHITESPACE = regex.compile(r"[^\S ]+| {2,}")
+_GLUE = re.compile(r"(?<=[a-z])[._~·•](?=[a-z])")
+_REPEATS = re.compile(r"([a-z])\1{2,}")
+_SEPARATORS = re.compile(r"[ .\-_*~·•]")
+_WHITESPACE = re.compile(r"[^\S ]+| {2,}")
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
 
 
-@dataclass(frozen=True)
 class Normalised:
-    text: str
-    offsets: tuple[int, ...] | list[int]  # offsets[i]: index in the original of text[i]
-    original: str
+    """Normalised text and the original it came from."""
+
+    def __init__(self, text: str, original: str) -> None:
+        self.text = text
+        self.original = original
+
+    @cached_property
+    def offsets(self) -> list[int]:
+        """offsets[i] is the index in the original of text[i] (built on first use)."""
+        text, offsets = _pipeline(self.original, _substitute, list(range(len(self.original))))
+        if text != self.text:  # cannot happen while both paths run the same steps
+            raise AssertionError("normalisation paths disagree")
+        return offsets
 
     def excerpt(self, start: int, end: int, context: int = 40) -> str:
         """The original text around normalised span [start, end)."""
@@ -104,32 +115,46 @@ def _decompose(match: regex.Match[str]) -> str:
     return unicodedata.normalize("NFKD", match.group())
 
 
-def normalise(text: str) -> Normalised:
-    original = text
-    offsets = list(range(len(text)))
+Step = Callable[[Any, Callable[[Any], str], str, list[int]], tuple[str, list[int]]]
+_ANY = regex.compile(r".", regex.DOTALL)
+
+
+def _fast(pattern: regex.Pattern[str], replace: Callable[[regex.Match[str]], str], text: str,
+          offsets: list[int]) -> tuple[str, list[int]]:
+    return pattern.sub(replace, text), offsets
+
+
+def _pipeline(text: str, step: Step, offsets: list[int]) -> tuple[str, list[int]]:
+    """The normalisation steps, in order; `step` either keeps the offset map or not."""
     if not text.isascii():
         text = text.translate(_QUOTES)
-        text, offsets = _substitute(_NON_ASCII, _decompose, text, offsets)
-        text, offsets = _substitute(_INVISIBLE, lambda m: "", text, offsets)
+        text, offsets = step(_NON_ASCII, _decompose, text, offsets)
+        text, offsets = step(_INVISIBLE, lambda m: "", text, offsets)
     lowered = text.lower()
     if len(lowered) == len(text):
         text = lowered
     else:
-        text, offsets = _substitute(regex.compile(r".", regex.DOTALL),
-                                    lambda m: m.group().lower(), text, offsets)
+        text, offsets = step(_ANY, lambda m: m.group().lower(), text, offsets)
     if not text.isascii():
         folded = text.translate(HOMOGLYPHS)
         if len(folded) == len(text):
             text = folded
         else:
-            text, offsets = _substitute(_NON_ASCII, lambda m: m.group().translate(HOMOGLYPHS),
-                                        text, offsets)
-    text, offsets = _substitute(_LEET_WORD, lambda m: m.group().translate(LEET), text, offsets)
-    text, offsets = _substitute(_SPACED, lambda m: _SEPARATORS.sub("", m.group()), text, offsets)
-    text, offsets = _substitute(_WHITESPACE, lambda m: " ", text, offsets)
-    text, offsets = _substitute(_GLUE, lambda m: " ", text, offsets)
-    text, offsets = _substitute(_REPEATS, lambda m: m.group(1), text, offsets)
-    return Normalised(text, offsets, original)
+            text, offsets = step(_NON_ASCII, lambda m: m.group().translate(HOMOGLYPHS), text,
+                                 offsets)
+    if _LEET_NEIGHBOURS.search(text):
+        text, offsets = step(_LEET_WORD, lambda m: m.group().translate(LEET), text, offsets)
+    text, offsets = step(_SPACED, lambda m: _SEPARATORS.sub("", m.group()), text, offsets)
+    text, offsets = step(_WHITESPACE, lambda m: " ", text, offsets)
+    text, offsets = step(_GLUE, lambda m: " ", text, offsets)
+    text, offsets = step(_REPEATS, lambda m: m.group(1), text, offsets)
+    return text, offsets
+
+
+def normalise(text: str) -> Normalised:
+    """Normalised text; the map back to the original is built only when an excerpt needs it."""
+    normalised, _ = _pipeline(text, _fast, [])
+    return Normalised(normalised, text)
 
 
 def normalise_term(term: str) -> str:
