@@ -284,3 +284,12 @@ def test_sign_off_without_the_agent_is_left_alone() -> None:
            b"Kind regards,\r\nThe billing team\r\nAcme\r\n")
     assert run(raw)[0] == raw.replace(b"Jane Doe <jane.doe@corp.example>",
                                       b"Alex Morgan <alex.morgan@support.example>")
+
+
+@pytest.mark.parametrize("path", sorted((CORPUS / "refused").glob("*.eml")),
+                         ids=lambda p: p.stem)
+def test_what_cannot_be_rewritten_is_refused(path: Path) -> None:
+    """Identity rewriting cannot remove (an unreadable part, an agent's address in the
+    threading headers that must stay) is caught by the leak check: the message never leaves."""
+    message, mail_from = run(path.read_bytes())
+    assert leaks_in(message, DIRECTORY, mail_from) != ()

@@ -636,6 +636,7 @@ def _avatar_parts(tree: Tree, agent: Agent | None) -> list[Part]:
             continue
         described = " ".join(filter(None, [part.filename() or "",
                                            str(part.headers.get("content-description", "")),
+                                           str(part.headers.get("content-location", "")),
                                            _content_id(part)]))
         if AVATAR_WORDS.search(described):
             found.append(part)
