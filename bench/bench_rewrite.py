@@ -22,9 +22,7 @@ FIRST = ["Jane", "José", "Zoë", "Mark", "Aisha", "Liam", "Mei", "Olga", "Pierr
 LAST = ["Doe", "Álvarez", "Müller", "Young", "Khan", "Murphy", "Chen", "Ivanova", "Dubois",
         "Larsson", "Haddad", "Patel", "Lefèvre", "García", "Berg", "Tanaka", "Okafor", "Smith",
         "Martin", "Demir", "Kim", "Rossi", "Nowak", "Silva", "Sharma"]
-WORDS = ("thanks for your patience we have looked into your account and the order was shipped "
-         "yesterday please let us know if the parcel does not arrive within three days the "
-         "tracking number is in the attached document and our team is happy to help").split()
+WORDS = ["thanks", "for", "your", "patience", "we", "have", "looked", "into", "your", "account", "and", "the", "order", "was", "shipped", "yesterday", "please", "let", "us", "know", "if", "the", "parcel", "does", "not", "arrive", "within", "three", "days", "the", "tracking", "number", "is", "in", "the", "attached", "document", "and", "our", "team", "is", "happy", "to", "help"]
 
 
 def directory(size: int = 50) -> Directory:

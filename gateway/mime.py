@@ -13,11 +13,11 @@ import codecs
 import quopri
 import re
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
+from email import policy as email_policy
 from email.errors import MessageError
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
-from email import policy as email_policy
 
 MAX_DEPTH = 128
 MAX_PARTS = 2000
@@ -34,7 +34,7 @@ class Part:
     fields: list[tuple[str, int, int]]  # (lower-case name, start, end) of each header field
     headers: Message
     depth: int
-    children: list["Part"] = field(default_factory=list)
+    children: list[Part] = field(default_factory=list)
     index: str = "1"
 
     @property

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
-
 from conftest_identity import corpus_directory
+
 from gateway.identity.leaks import Leak, leaks_in
 
 DIRECTORY = corpus_directory()

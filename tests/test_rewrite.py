@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest_identity import CORPUS, contains_word, corpus_directory, decoded_view
+
 from gateway.identity.leaks import leaks_in
 from gateway.identity.rewrite import identify_agent, rewrite
 from gateway.mime import parse
@@ -138,7 +138,7 @@ def test_case_is_kept_and_folded_spellings_match() -> None:
     raw = (b"From: support@corp.example\r\nContent-Type: text/plain; charset=utf-8\r\n"
            b"Content-Transfer-Encoding: 8bit\r\n\r\n"
            + "JOSE ALVAREZ, josé álvarez, Jose Alvarez; Zoe Mueller; ZOË MÜLLER\r\n"
-           .encode("utf-8"))
+           .encode())
     view = decoded_view(run(raw)[0])
     assert "SAM RIVERA, Sam Rivera, Sam Rivera; Robin Lee; ROBIN LEE" in view
 
@@ -293,3 +293,12 @@ def test_what_cannot_be_rewritten_is_refused(path: Path) -> None:
     threading headers that must stay) is caught by the leak check: the message never leaves."""
     message, mail_from = run(path.read_bytes())
     assert leaks_in(message, DIRECTORY, mail_from) != ()
+
+
+def test_full_width_letters_are_a_name_too() -> None:
+    raw = ("From: a@b.example\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           "Content-Transfer-Encoding: 8bit\r\n\r\nＪＡＮＥ Ｄｏｅ\r\n").encode()
+    assert leaks_in(raw, DIRECTORY) != ()
+    message, _ = run(raw)
+    assert leaks_in(message, DIRECTORY) == ()
+    assert "Alex Morgan" in decoded_view(message)

@@ -12,9 +12,10 @@ import unicodedata
 import urllib.parse
 from dataclasses import dataclass
 
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from conftest_identity import contains_word, corpus_directory, decoded_view, digits
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from gateway.config import Agent
 from gateway.identity.leaks import leaks_in
 from gateway.identity.rewrite import rewrite

@@ -23,17 +23,13 @@ from gateway.config import Agent, Directory, fold_name
 PHONE_REPLACEMENT = "[number withheld]"
 
 # Single first or last names that are also ordinary words only count when capitalised.
-_COMMON_WORDS = frozenset("""
-may will hope grace rose mark bill faith joy dawn sky summer autumn april june august iris ivy
-lily daisy ruby pearl amber crystal destiny charity patience violet rich gay jack pat sue
-frank earl duke king page hunter bond young brown green white black gold silver price long
-little hill wood stone ford rice lane art van bob dick
-""".split())
+_COMMON_WORDS = frozenset(["may", "will", "hope", "grace", "rose", "mark", "bill", "faith", "joy", "dawn", "sky", "summer", "autumn", "april", "june", "august", "iris", "ivy", "lily", "daisy", "ruby", "pearl", "amber", "crystal", "destiny", "charity", "patience", "violet", "rich", "gay", "jack", "pat", "sue", "frank", "earl", "duke", "king", "page", "hunter", "bond", "young", "brown", "green", "white", "black", "gold", "silver", "price", "long", "little", "hill", "wood", "stone", "ford", "rice", "lane", "art", "van", "bob", "dick"])
 
 
 def _fold_table() -> dict[int, str]:
     table: dict[int, str] = {code: chr(code).lower() for code in range(ord("A"), ord("Z") + 1)}
-    for code in range(0x80, 0x2500):
+    # Latin, Greek, Cyrillic, letterlike symbols, and full-width forms (Ｊａｎｅ).
+    for code in (*range(0x80, 0x2500), *range(0xFF00, 0xFFF0)):
         char = chr(code)
         base = "".join(c for c in unicodedata.normalize("NFKD", char)
                        if not unicodedata.combining(c))
@@ -64,7 +60,7 @@ def fold_text(text: str) -> str:
     lowered = text.lower()
     if len(lowered) != len(text):  # a rare letter whose lower case is longer
         return text.translate(_FOLD)
-    return _NON_ASCII.sub(lambda run: run.group().translate(_FOLD), lowered)
+    return str(_NON_ASCII.sub(lambda run: run.group().translate(_FOLD), lowered))
 
 
 @dataclass(frozen=True)
@@ -201,9 +197,8 @@ class IdentityPatterns:
                 return False
             if after in ".+-" and end + 1 < len(folded) and _is_word(folded[end + 1]):
                 return False
-        if kind == "address" and after == "@":
-            return False  # a local part of another address
-        return True
+        # A local part followed by "@" belongs to another address.
+        return not (kind == "address" and after == "@")
 
     def phone_hits(self, text: str) -> list[Hit]:
         if not self.phones:
