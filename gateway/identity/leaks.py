@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from gateway.config import Directory
 from gateway.identity.patterns import Hit, IdentityPatterns, patterns_for, prepare
-from gateway.mime import (Part, Tree, decode_body, decode_text, decode_words, gaps,
-                          header_readings, parse, shown_as_text)
-
+from gateway.mime import (
+    Part,
+    Tree,
+    decode_body,
+    decode_text,
+    decode_words,
+    gaps,
+    header_readings,
+    parse,
+    shown_as_text,
+)
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,20 @@ from email.utils import formataddr, getaddresses, parseaddr
 
 from gateway.config import Agent, Directory
 from gateway.identity.patterns import IdentityPatterns, patterns_for, prepare
-from gateway.mime import (Part, Tree, decode_body, decode_text, decode_words, encode_qp,
-                          gaps, header_readings, header_value, parse, shown_as_text,
-                          text_charset_for)
+from gateway.mime import (
+    Part,
+    Tree,
+    decode_body,
+    decode_text,
+    decode_words,
+    encode_qp,
+    gaps,
+    header_readings,
+    header_value,
+    parse,
+    shown_as_text,
+    text_charset_for,
+)
 
 
 @dataclass(frozen=True)
@@ -368,7 +379,7 @@ def _rewrite_params(display: str, value: str, context: _Context) -> bytes | None
                               ("utf-8", "", new_text), header=display)  # type: ignore[arg-type]
     if not changed:
         return None
-    return f"{display}: {message[display]}".encode("utf-8")
+    return f"{display}: {message[display]}".encode()
 
 
 def _is_private_address(token: str) -> bool:
@@ -516,8 +527,7 @@ def _rewrite_html(markup: str, context: _Context, removed_ids: set[str]) -> tupl
 
 
 _INLINE_TAG_NAMES = frozenset(
-    "b i u em strong span font a small big sub sup mark abbr wbr s strike code tt bdi bdo q "
-    "cite dfn kbd samp var time data".split())
+    ["b", "i", "u", "em", "strong", "span", "font", "a", "small", "big", "sub", "sup", "mark", "abbr", "wbr", "s", "strike", "code", "tt", "bdi", "bdo", "q", "cite", "dfn", "kbd", "samp", "var", "time", "data"])
 _TAG_NAME = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)")
 
 
