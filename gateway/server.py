@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
 
 from gateway import inbound, metrics, replies
-from gateway.protocol import VeilSMTP
+from gateway.protocol import ConnectionCount, VeilSMTP, smuggling_attempt
 from gateway.auth.dkim import DkimResult, DnsTxtLookup, verify_dkim
 from gateway.auth.results import authentication_results, strip_forged_results
 from gateway.config import Config, Directory
@@ -106,9 +106,16 @@ class _Handler:
             helo=session.host_name or "",
         )
         started = time.monotonic()
+        if smuggling_attempt(raw):
+            answer = replies.reply(550, "5.5.2", "bare CR or LF around '.' refused "
+                                   "(SMTP smuggling)")
+            log_message(direction=self.direction, reply=answer, seconds=0.0, size=len(raw),
+                        verdict="refused")
+            return answer
         try:
             outcome, details = await asyncio.wait_for(
-                self.process(raw, message_envelope), PROCESSING_LIMIT_SECONDS)
+                self.process(raw, message_envelope),
+                min(PROCESSING_LIMIT_SECONDS, self.config.limits.data_timeout_seconds))
         except asyncio.TimeoutError:
             outcome, details = Retry("processing took too long", 451, "4.3.0"), {}
         except StoreUnavailable as error:
@@ -299,8 +306,11 @@ class InboundHandler(_Handler):
 
 def smtp_factory(handler: _Handler, config: Config, **tls: Any) -> Callable[[], SMTP]:
     """A protocol factory for loop.create_server, with Veil's limits applied."""
+    connections = ConnectionCount(config.limits.max_connections)
+
     def build() -> SMTP:
-        return VeilSMTP(handler, data_size_limit=config.limits.max_message_size,
-                    enable_SMTPUTF8=True, decode_data=False, hostname="veil",
-                    ident="Veil ESMTP", timeout=config.limits.command_timeout_seconds, **tls)
+        return VeilSMTP(handler, connections=connections,
+                        data_size_limit=config.limits.max_message_size, enable_SMTPUTF8=True,
+                        decode_data=False, hostname="veil", ident="Veil ESMTP",
+                        timeout=config.limits.command_timeout_seconds, **tls)
     return build
