@@ -22,11 +22,14 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if config.workers > 1:
-        # prometheus-client reads this when first imported: workers then share their counts.
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="veil-metrics-"))
-    from gateway.app import serve
-    return serve(config)
+    if config.workers == 1 or "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        from gateway.app import serve
+        return serve(config)
+    # prometheus-client reads this when first imported: the workers then share their counts.
+    with tempfile.TemporaryDirectory(prefix="veil-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        from gateway.app import serve
+        return serve(config)
 
 
 def _config_check(args: argparse.Namespace) -> int:
