@@ -334,3 +334,14 @@ def shown_as_text(content_type: str) -> bool:
         return True
     return not (_MEDIA_TYPE.fullmatch(content_type) and
                 content_type.startswith(_BINARY_MAJORS))
+
+
+CONTENT_LINE_TYPES = frozenset({"text/calendar", "text/vcard", "text/x-vcard", "text/directory",
+                                "application/ics", "application/vcard", "application/x-vcard"})
+_FOLD = re.compile(r"\r?\n[ \t]")
+
+
+def unfold_content_lines(text: str) -> str:
+    """vCard/iCalendar lines as an application reads them: folds (break + one space) removed,
+    so 'ORGANIZER;CN=Jane\\r\\n  Doe' and addresses split at 75 octets read whole."""
+    return _FOLD.sub("", text)

@@ -302,3 +302,29 @@ def test_full_width_letters_are_a_name_too() -> None:
     message, _ = run(raw)
     assert leaks_in(message, DIRECTORY) == ()
     assert "Alex Morgan" in decoded_view(message)
+
+
+def test_folded_calendar_lines_and_contact_photos() -> None:
+    ics = ("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nORGANIZER;CN=Jane Doe:mailto:jane.doe@corp.ex\r\n"
+           " ample\r\nDESCRIPTION:Call from Zo\r\n ë Müller\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    vcard = ("BEGIN:VCARD\r\nFN:Alex\r\nPHOTO;ENCODING=b;TYPE=JPEG:/9j/4AAQSkZJRgABAQEAS\r\n"
+             " ABIAAD\r\nEND:VCARD\r\n")
+    raw = ("From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+           "Content-Type: text/calendar; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+           + ics + "--b\r\nContent-Type: text/vcard\r\n\r\n" + vcard + "--b--\r\n").encode()
+    assert leaks_in(raw, DIRECTORY) != ()
+    message, _ = run(raw)
+    assert leaks_in(message, DIRECTORY) == ()
+    view = decoded_view(message)
+    assert "ORGANIZER;CN=Alex Morgan:mailto:alex.morgan@support.example" in view
+    assert "Robin Lee" in view and "PHOTO" not in view
+
+
+def test_percent_encoded_identity_in_links() -> None:
+    raw = (b"From: a@b.example\r\nContent-Type: text/html\r\n\r\n"
+           b'<a href="mailto:support@corp.example?subject=Hello%20from%20Jane%20Doe">mail</a>'
+           b' width="100%"\r\n')
+    assert leaks_in(raw, DIRECTORY) != ()
+    message, _ = run(raw)
+    assert leaks_in(message, DIRECTORY) == ()
+    assert "Hello%20from%20Alex%20Morgan" in decoded_view(message)

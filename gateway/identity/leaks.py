@@ -14,10 +14,12 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from gateway.config import Directory
 from gateway.identity.patterns import Hit, IdentityPatterns, patterns_for, prepare
 from gateway.mime import (
+    CONTENT_LINE_TYPES,
     Part,
     Tree,
     decode_body,
@@ -27,6 +29,7 @@ from gateway.mime import (
     header_readings,
     parse,
     shown_as_text,
+    unfold_content_lines,
 )
 
 
@@ -134,6 +137,11 @@ def _check_body(tree: Tree, part: Part, patterns: IdentityPatterns, report: Repo
         if b"\x00" in data:
             # UTF-16/32 or a binary body under a charset we cannot read: fail closed.
             found.append(Leak(f"undecodable {where}", "unreadable", ""))
+    if part.content_type in CONTENT_LINE_TYPES:
+        readings += [unfold_content_lines(reading) for reading in readings]
+    if any("%" in reading for reading in readings):
+        # Percent-encoded text in links (mailto:?subject=Hello%20from%20Jane%20Doe).
+        readings += [unquote(reading) for reading in readings if "%" in reading]
     for reading in readings:
         report(where, patterns.hits(prepare(reading)))
         if part.content_type == "text/html":

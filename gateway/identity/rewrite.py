@@ -37,10 +37,12 @@ from dataclasses import dataclass
 from email.header import Header
 from email.message import Message
 from email.utils import formataddr, getaddresses, parseaddr
+from urllib.parse import quote, unquote
 
 from gateway.config import Agent, Directory
 from gateway.identity.patterns import IdentityPatterns, patterns_for, prepare
 from gateway.mime import (
+    CONTENT_LINE_TYPES,
     Part,
     Tree,
     decode_body,
@@ -53,6 +55,7 @@ from gateway.mime import (
     parse,
     shown_as_text,
     text_charset_for,
+    unfold_content_lines,
 )
 
 
@@ -424,9 +427,18 @@ def _rewrite_body(raw: bytes, part: Part, context: _Context,
     content_type = part.content_type
     if content_type == "text/html":
         new_text, changed = _rewrite_html(text, context, removed_ids)
+    elif content_type in CONTENT_LINE_TYPES:
+        unfolded = unfold_content_lines(text)
+        # A contact card's PHOTO is a face: it never leaves.
+        new_text = _VCARD_PHOTO.sub("", unfolded)
+        new_text, hits = context.patterns.replace(new_text)
+        new_text = _replace_percent_encoded(new_text, context.patterns)
+        changed = bool(hits) or new_text != unfolded
     else:
         new_text, hits = context.patterns.replace(text)
-        changed = bool(hits)
+        replaced = _replace_percent_encoded(new_text, context.patterns)
+        changed = bool(hits) or replaced != new_text
+        new_text = replaced
         if content_type == "text/plain" and context.agent is not None:
             signed = _replace_plain_signature(new_text, context.agent)
             changed = changed or signed != new_text
@@ -435,6 +447,30 @@ def _rewrite_body(raw: bytes, part: Part, context: _Context,
         return None
     charset = text_charset_for(new_text, part.charset)
     return encode_qp(new_text, _codec(charset)), charset
+
+
+_VCARD_PHOTO = re.compile(r"^PHOTO[;:][^\r\n]*(?:\r?\n|$)", re.IGNORECASE | re.MULTILINE)
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_URL_SEPARATORS = re.compile(r"([\s\"'<>&=?#/:;,]+)")
+
+
+def _replace_percent_encoded(text: str, patterns: IdentityPatterns) -> str:
+    """Identity inside percent-encoded link text (mailto:?subject=Hi%20from%20Jane%20Doe):
+    each encoded component is decoded, rewritten and encoded again."""
+    if not _PERCENT_ESCAPE.search(text):
+        return text
+    if len(patterns.hits(prepare(unquote(text)))) <= len(patterns.hits(prepare(text))):
+        return text  # the common case: "100%" in a style, nothing hidden behind escapes
+    pieces = _URL_SEPARATORS.split(text)
+    for index in range(0, len(pieces), 2):
+        piece = pieces[index]
+        if "%" not in piece:
+            continue
+        decoded = unquote(piece)
+        new, hits = patterns.replace(decoded)
+        if hits:
+            pieces[index] = quote(new, safe="@.+-_~!*'()")
+    return "".join(pieces)
 
 
 def _codec(charset: str) -> str:
@@ -512,6 +548,7 @@ def _rewrite_html(markup: str, context: _Context, removed_ids: set[str]) -> tupl
     markup = _unescape_letters(markup)
     markup, _ = context.patterns.replace(markup, style="html")
     markup = _replace_split_names(markup, context.patterns)
+    markup = _replace_percent_encoded(markup, context.patterns)
     if context.agent is not None:
         markup = _replace_html_signature(markup, context.agent)
 
