@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,12 @@ def _fast_rsassa_sign(hash_object: Any, private_key: dict[str, int]) -> bytes:
 
 
 dkim.RSASSA_PKCS1_v1_5_sign = _fast_rsassa_sign
+
+# dkimpy parses the PEM key (pure-Python ASN.1) on every signature, about as slow as the RSA
+# step itself; the parsed key is a plain dict of numbers, so parse each key once.
+if not callable(getattr(dkim, "parse_pem_private_key", None)):
+    raise ImportError("dkimpy no longer exposes parse_pem_private_key; update gateway/auth/dkim.py")
+dkim.parse_pem_private_key = functools.lru_cache(maxsize=16)(dkim.parse_pem_private_key)
 
 
 # --- signing -------------------------------------------------------------------------------
