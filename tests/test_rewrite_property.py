@@ -62,7 +62,7 @@ def identities(draw: st.DrawFn) -> Identity:
 
 
 def _qp(data: bytes) -> bytes:
-    return quopri.encodestring(data).replace(b"\n", b"\r\n")
+    return quopri.encodestring(data.replace(b"\r\n", b"\n")).replace(b"\n", b"\r\n")
 
 
 def _b64(data: bytes) -> bytes:
@@ -94,7 +94,7 @@ def messages(draw: st.DrawFn) -> tuple[bytes, Identity]:
     place = draw(st.sampled_from([
         "subject", "from name", "reply-to name", "to name", "plain", "html", "html split",
         "html attribute", "html comment", "html title", "mailto", "filename", "filename 2231",
-        "description", "vcard", "calendar"]))
+        "description", "vcard", "calendar", "folded calendar", "link query"]))
     headers = ["From: Acme Support <support@corp.example>", "To: Peter <p@customer.example>",
                "Subject: Your ticket", "MIME-Version: 1.0"]
     body_text = "Hello Peter,\n\nthanks for writing.\n\nBest regards\n"
@@ -111,7 +111,7 @@ def messages(draw: st.DrawFn) -> tuple[bytes, Identity]:
             headers.pop(0)
     elif place == "plain":
         body_text = f"Hello Peter,\n\nI am {text}, call me.\n\n-- \n{text}\n"
-    elif place.startswith("html") or place == "mailto":
+    elif place.startswith("html") or place in ("mailto", "link query"):
         content_type = "text/html"
         escaped = html.escape(text)
         body_text = {
@@ -121,6 +121,8 @@ def messages(draw: st.DrawFn) -> tuple[bytes, Identity]:
             "html comment": f"<!-- {escaped} --><p>hi</p>",
             "html title": f"<html><head><title>{escaped}</title></head><body>hi</body></html>",
             "mailto": f'<a href="mailto:{escaped}">write</a>',
+            "link query": ('<a href="mailto:support@corp.example?subject='
+                           f'{urllib.parse.quote("Hello from " + text)}">write</a>'),
         }[place]
     elif place in ("filename", "filename 2231", "description"):
         quoted = urllib.parse.quote(text + ".pdf")
@@ -134,6 +136,12 @@ def messages(draw: st.DrawFn) -> tuple[bytes, Identity]:
     elif place == "vcard":
         content_type = "text/vcard"
         body_text = f"BEGIN:VCARD\nVERSION:3.0\nFN:{text}\nNOTE:{text}\nEND:VCARD\n"
+    elif place == "folded calendar":
+        content_type = "text/calendar"
+        line = f"ORGANIZER;CN=Support:mailto:support@corp.example\nDESCRIPTION:Call with {text}"
+        cut = draw(st.integers(min_value=len(line) - len(text), max_value=len(line) - 1))
+        body_text = ("BEGIN:VCALENDAR\nBEGIN:VEVENT\n" + line[:cut] + "\n " + line[cut:]
+                     + "\nEND:VEVENT\nEND:VCALENDAR\n")
     else:
         content_type = "text/calendar"
         body_text = ("BEGIN:VCALENDAR\nBEGIN:VEVENT\n"
@@ -158,7 +166,7 @@ def messages(draw: st.DrawFn) -> tuple[bytes, Identity]:
 
 
 def _reader_views(message: bytes) -> str:
-    view = decoded_view(message)
+    view = re.sub(r"\r?\n[ \t]", "", decoded_view(message))  # vCard/iCalendar unfolding
     without_inline = re.sub(r"</?(?:b|i|span)>", "", view)
     return "\n".join([view, html.unescape(without_inline), urllib.parse.unquote(view)])
 
