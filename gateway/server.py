@@ -26,7 +26,7 @@ from gateway.config import Config, Directory
 from gateway.dsn import failure_notice
 from gateway.envelope import Envelope, Outcome, Quarantined, Refused, Relayed, Retry
 from gateway.eventlog import log_message
-from gateway.outbound import HoldLeak, MessageSigner, Send, prepare_outbound
+from gateway.outbound import HoldLeak, MessageSigner, prepare_outbound
 from gateway.quarantine.store import QuarantineStore, StoreUnavailable
 from gateway.relay import deliver
 from gateway.rules.engine import RuleSet, Verdict, judge

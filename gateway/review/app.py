@@ -29,7 +29,7 @@ from starlette.routing import Route
 from gateway.config import Config
 from gateway.quarantine.release import release
 from gateway.quarantine.reviewers import password_matches
-from gateway.quarantine.store import Held, QuarantineStore, StoreUnavailable
+from gateway.quarantine.store import QuarantineStore, StoreUnavailable
 from gateway.review.sanitise import sanitise_html
 
 COOKIE = "veil_session"
