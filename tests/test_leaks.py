@@ -111,3 +111,8 @@ def test_no_false_alarm(raw: bytes) -> None:
 def test_common_word_surname_counts_only_capitalised() -> None:
     assert leaks_in(text_part(b"a young customer"), DIRECTORY) == ()
     assert leaks_in(text_part(b"regards, Young"), DIRECTORY) != ()
+
+
+def test_invisible_characters_do_not_hide_a_name() -> None:
+    raw = text_part("Ja\u00adne\u200b Doe".encode())
+    assert leaks_in(raw, DIRECTORY) != ()

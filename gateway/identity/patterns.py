@@ -43,9 +43,19 @@ _FOLD = _fold_table()
 _COMBINING = regex.compile(r"\p{M}")
 
 
+# Invisible characters a reader does not see inside a word: soft hyphen, zero-width space and
+# non-joiner, direction marks, word joiner, byte-order mark. (The zero-width joiner stays: emoji.)
+_INVISIBLE = regex.compile(r"[\u00ad\u200b\u200c\u200e\u200f\u2060-\u2064\ufeff]")
+
+
 def prepare(text: str) -> str:
-    """Compose decomposed accents so folding keeps one character per character."""
-    if not text.isascii() and _COMBINING.search(text):
+    """The text as a reader sees it, ready for folding: invisible characters removed (so
+    'Ja\u00adne' reads 'Jane') and decomposed accents composed (one character per character)."""
+    if text.isascii():
+        return text
+    if _INVISIBLE.search(text):
+        text = _INVISIBLE.sub("", text)
+    if _COMBINING.search(text):
         return unicodedata.normalize("NFC", text)
     return text
 
