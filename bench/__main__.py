@@ -23,6 +23,7 @@ def main() -> int:
         print(f"\n## {name}", flush=True)
         try:
             module = importlib.import_module(name)
+            sys.argv = [name]  # each benchmark reads its own options, not this runner's
             module.main()
         except ModuleNotFoundError as error:
             print(f"skipped: {error}")
