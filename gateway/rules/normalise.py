@@ -34,11 +34,10 @@ _LEET_WORD = re.compile(r"(?<![\w@$!|+€])(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]
 _LEET_NEIGHBOURS = re.compile(r"[a-z][0-9@$!|+€]|[0-9@$!|+€][a-z]")
 # Two or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x".
 _SPACED = re.compile(r"(?<![\w])(?:[a-z][ .\-_*~·•]){1,}[a-z](?![\w])")
-# Words glued with a dot, dash or underscore instead of a space: "you.are.so.hot".
-_GLUE = re.compile(r"(?<=[a-z])[._~·•](?=[a-z])")
 _REPEATS = re.compile(r"([a-z])\1{2,}")
 _SEPARATORS = re.compile(r"[ .\-_*~·•]")
-_WHITESPACE = re.compile(r"[^\S ]+| {2,}")
+# Runs of whitespace, and dots or underscores gluing words ("you.are.so.hot"): one space.
+_WHITESPACE_AND_GLUE = re.compile(r"[^\S ]+| {2,}|(?<=[a-z])[._~·•](?=[a-z])")
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
 
 
@@ -74,7 +73,7 @@ class Normalised:
         return " ".join(snippet.split())
 
 
-def _substitute(pattern: regex.Pattern[str], replace: Callable[[regex.Match[str]], str],
+def _substitute(pattern: Any, replace: Callable[[Any], str] | str,
                 text: str, offsets: list[int]) -> tuple[str, list[int]]:
     """pattern.sub that keeps the offset map: replaced characters map into their match."""
     pieces: list[str] = []
@@ -82,7 +81,7 @@ def _substitute(pattern: regex.Pattern[str], replace: Callable[[regex.Match[str]
     position = 0
     for match in pattern.finditer(text):
         start, end = match.span()
-        replacement = replace(match)
+        replacement = replace(match) if callable(replace) else match.expand(replace)
         pieces.append(text[position:start])
         maps.append(offsets[position:start])
         pieces.append(replacement)
@@ -115,11 +114,12 @@ def _decompose(match: regex.Match[str]) -> str:
     return unicodedata.normalize("NFKD", match.group())
 
 
-Step = Callable[[Any, Callable[[Any], str], str, list[int]], tuple[str, list[int]]]
+# A replacement is a function of the match or a template such as r"\1".
+Step = Callable[[Any, Any, str, list[int]], tuple[str, list[int]]]
 _ANY = regex.compile(r".", regex.DOTALL)
 
 
-def _fast(pattern: regex.Pattern[str], replace: Callable[[regex.Match[str]], str], text: str,
+def _fast(pattern: Any, replace: Callable[[Any], str] | str, text: str,
           offsets: list[int]) -> tuple[str, list[int]]:
     return pattern.sub(replace, text), offsets
 
@@ -129,7 +129,7 @@ def _pipeline(text: str, step: Step, offsets: list[int]) -> tuple[str, list[int]
     if not text.isascii():
         text = text.translate(_QUOTES)
         text, offsets = step(_NON_ASCII, _decompose, text, offsets)
-        text, offsets = step(_INVISIBLE, lambda m: "", text, offsets)
+        text, offsets = step(_INVISIBLE, "", text, offsets)
     lowered = text.lower()
     if len(lowered) == len(text):
         text = lowered
@@ -145,9 +145,8 @@ def _pipeline(text: str, step: Step, offsets: list[int]) -> tuple[str, list[int]
     if _LEET_NEIGHBOURS.search(text):
         text, offsets = step(_LEET_WORD, lambda m: m.group().translate(LEET), text, offsets)
     text, offsets = step(_SPACED, lambda m: _SEPARATORS.sub("", m.group()), text, offsets)
-    text, offsets = step(_WHITESPACE, lambda m: " ", text, offsets)
-    text, offsets = step(_GLUE, lambda m: " ", text, offsets)
-    text, offsets = step(_REPEATS, lambda m: m.group(1), text, offsets)
+    text, offsets = step(_WHITESPACE_AND_GLUE, " ", text, offsets)
+    text, offsets = step(_REPEATS, r"\1", text, offsets)
     return text, offsets
 
 
