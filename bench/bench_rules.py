@@ -11,9 +11,7 @@ from pathlib import Path
 from gateway.rules.engine import RuleSet, judge, load_ruleset
 
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = ("thanks for the quick reply about my order the invoice shows the wrong amount and the "
-         "tracking number has not updated since monday could you check with the warehouse and "
-         "let me know when the replacement ships our team relies on this integration daily").split()
+WORDS = ["thanks", "for", "the", "quick", "reply", "about", "my", "order", "the", "invoice", "shows", "the", "wrong", "amount", "and", "the", "tracking", "number", "has", "not", "updated", "since", "monday", "could", "you", "check", "with", "the", "warehouse", "and", "let", "me", "know", "when", "the", "replacement", "ships", "our", "team", "relies", "on", "this", "integration", "daily"]
 
 
 def inbound_message(index: int, size: int = 10_000) -> bytes:

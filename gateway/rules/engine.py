@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import bisect
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import ahocorasick
 import regex
@@ -178,7 +179,7 @@ def _files(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
-def load_ruleset(paths: Sequence[Path]) -> "RuleSet":
+def load_ruleset(paths: Sequence[Path]) -> RuleSet:
     rules: list[Rule] = []
     metas: list[MetaRule] = []
     for file in _files(paths):
@@ -194,7 +195,8 @@ def load_ruleset(paths: Sequence[Path]) -> "RuleSet":
         for index, table in enumerate(data.get("meta", [])):
             metas.append(_meta(table, f"{file}: meta {table.get('id', f'#{index + 1}')}"))
     seen: set[str] = set()
-    for item in (*rules, *metas):
+    items: list[Rule | MetaRule] = [*rules, *metas]
+    for item in items:
         if item.id in seen:
             raise RuleError(f"{item.source}: duplicate rule id {item.id!r}")
         seen.add(item.id)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 import regex
 
@@ -33,11 +34,11 @@ _LEET_WORD = re.compile(r"(?<![\w@$!|+€])(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]
                            r"[\w@$!|+€]*[\w]")
 _LEET_NEIGHBOURS = re.compile(r"[a-z][0-9@$!|+€]|[0-9@$!|+€][a-z]")
 # Two or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x".
-_SPACED = re.compile(r"(?<![\w])(?:[a-z][ .\-_*~·•]){1,}[a-z](?![\w])")
+_SPACED = re.compile(r"\b[a-z][ .\-_*~·•](?:[a-z][ .\-_*~·•])*[a-z]\b")
 _REPEATS = re.compile(r"([a-z])\1{2,}")
 _SEPARATORS = re.compile(r"[ .\-_*~·•]")
-# Runs of whitespace, and dots or underscores gluing words ("you.are.so.hot"): one space.
-_WHITESPACE_AND_GLUE = re.compile(r"[^\S ]+| {2,}|(?<=[a-z])[._~·•](?=[a-z])")
+# Any run of whitespace, and dots or underscores gluing words ("you.are.so.hot"): one space.
+_WHITESPACE_AND_GLUE = re.compile(r"(?:[^\S ]| (?=\s))\s*|(?<=[a-z])[._~·•](?=[a-z])")
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
 
 
