@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.auth import commands as dkim_commands
     from gateway.quarantine import commands as quarantine_commands
     from gateway.rules import commands as rules_commands
+    from gateway import smtpauth
 
     parser = argparse.ArgumentParser(prog="veil", description=(
         "Veil: an SMTP gateway that keeps support agents' real identities out of outbound "
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_config_check)
 
     dkim_commands.register(sub)
+    smtpauth.register(sub)
     rules_commands.register(sub)
     quarantine_commands.register(sub)
     return parser

@@ -71,10 +71,15 @@ async def _deliver_smtp(host: str, port: int, envelope: Envelope, message: bytes
                              start_tls=False, local_hostname="veil")
     try:
         await client.connect()
+        await client.ehlo()
         if tls != "none":
             if client.supports_extension("starttls"):
-                await client.starttls(tls_context=_tls_context(),
-                                      validate_certs=tls == "required")
+                context = _tls_context()
+                if tls == "opportunistic":  # encrypt whatever the certificate says
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                await client.starttls(tls_context=context)
+                await client.ehlo()
             elif tls == "required":
                 return Retry("next hop does not offer STARTTLS and tls is required", 451, "4.7.0")
         options = [o for o in envelope.mail_options if o.upper().startswith(_PASSED_OPTIONS)]
