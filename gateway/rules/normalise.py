@@ -23,6 +23,10 @@ HOMOGLYPHS = str.maketrans({
     "ё": "e", "ү": "y", "ɡ": "g", "ı": "i", "α": "a", "ο": "o", "ε": "e", "ι": "i", "κ": "k",
     "ν": "v", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "β": "b", "η": "n", "ω": "w", "μ": "u",
     "ѵ": "v", "ԛ": "q", "ԝ": "w", "ɑ": "a", "ℓ": "l", "ø": "o", "ð": "d", "þ": "p", "ß": "ss",
+    # Small capitals, which NFKD leaves alone.
+    "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ꜰ": "f", "ɢ": "g", "ʜ": "h", "ɪ": "i", "ᴊ": "j",
+    "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ʀ": "r", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u",
+    "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
 })
 LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b",
                       "9": "g", "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e"})
@@ -33,8 +37,10 @@ _INVISIBLE = regex.compile(r"[\p{Cf}\p{Mn}\p{Me}\u200b-\u200f\u2060-\u2064\ufeff
 _LEET_WORD = re.compile(r"(?<![\w@$!|+€])(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]*[0-9@$!|+€])"
                            r"[\w@$!|+€]*[\w]")
 _LEET_NEIGHBOURS = re.compile(r"[a-z][0-9@$!|+€]|[0-9@$!|+€][a-z]")
-# Two or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x".
-_SPACED = re.compile(r"\b[a-z][ .\-_*~·•](?:[a-z][ .\-_*~·•])*[a-z]\b")
+# Two or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x", "s. e. x".
+_SPACED = re.compile(r"\b[a-z](?:[.\-_*~·•] ?| )(?:[a-z](?:[.\-_*~·•] ?| ))*[a-z]\b")
+_MARKED_SEPARATOR = re.compile(r"[.\-_*~·•]")
+_WORD_BREAK = re.compile(r"(?<=[a-z]) (?=[a-z])")
 _REPEATS = re.compile(r"([a-z])\1{2,}")
 _SEPARATORS = re.compile(r"[ .\-_*~·•]")
 # Any run of whitespace, and dots or underscores gluing words ("you.are.so.hot"): one space.
@@ -145,10 +151,19 @@ def _pipeline(text: str, step: Step, offsets: list[int]) -> tuple[str, list[int]
                                  offsets)
     if _LEET_NEIGHBOURS.search(text):
         text, offsets = step(_LEET_WORD, lambda m: m.group().translate(LEET), text, offsets)
-    text, offsets = step(_SPACED, lambda m: _SEPARATORS.sub("", m.group()), text, offsets)
+    text, offsets = step(_SPACED, _join_letters, text, offsets)
     text, offsets = step(_WHITESPACE_AND_GLUE, " ", text, offsets)
     text, offsets = step(_REPEATS, r"\1", text, offsets)
     return text, offsets
+
+
+def _join_letters(match: Any) -> str:
+    """ "s e x" -> "sex"; "s.e.n.d n.u.d.e.s" -> "send nudes": when letters are split by dots or
+    dashes, a plain space between two letters still separates words."""
+    run = match.group()
+    if " " in run and _MARKED_SEPARATOR.search(run):
+        return " ".join(_SEPARATORS.sub("", word) for word in _WORD_BREAK.split(run))
+    return _SEPARATORS.sub("", run)
 
 
 def normalise(text: str) -> Normalised:
