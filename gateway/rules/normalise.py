@@ -36,15 +36,18 @@ _INVISIBLE = regex.compile(r"[\p{Cf}\p{Mn}\p{Me}\u200b-\u200f\u2060-\u2064\ufeff
 # A word with at least one letter and at least one leet character inside it.
 _LEET_WORD = re.compile(r"(?<![\w@$!|+€])(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]*[0-9@$!|+€])"
                            r"[\w@$!|+€]*[\w]")
-_LEET_NEIGHBOURS = re.compile(r"[a-z][0-9@$!|+€]|[0-9@$!|+€][a-z]")
+# Starts with the rare characters so the scan skips ahead quickly.
+_LEET_NEIGHBOURS = re.compile(r"[0-9@$!|+€](?:(?<=[a-z].)|(?=[a-z]))")
 # Two or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x", "s. e. x".
 _SPACED = re.compile(r"\b[a-z](?:[.\-_*~·•] ?| )(?:[a-z](?:[.\-_*~·•] ?| ))*[a-z]\b")
 _MARKED_SEPARATOR = re.compile(r"[.\-_*~·•]")
 _WORD_BREAK = re.compile(r"(?<=[a-z]) (?=[a-z])")
 _REPEATS = re.compile(r"([a-z])\1{2,}")
 _SEPARATORS = re.compile(r"[ .\-_*~·•]")
-# Any run of whitespace, and dots or underscores gluing words ("you.are.so.hot"): one space.
-_WHITESPACE_AND_GLUE = re.compile(r"(?:[^\S ]| (?=\s))\s*|(?<=[a-z])[._~·•](?=[a-z])")
+# Any run of whitespace is one space (single spaces are left alone, so few matches).
+_WHITESPACE = re.compile(r"(?:[^\S ]| (?=\s))\s*")
+# Dots or underscores gluing words ("you.are.so.hot"): a space.
+_GLUE = re.compile(r"[._~·•](?<=[a-z].)(?=[a-z])")
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
 
 
@@ -128,7 +131,17 @@ _ANY = regex.compile(r".", regex.DOTALL)
 
 def _fast(pattern: Any, replace: Callable[[Any], str] | str, text: str,
           offsets: list[int]) -> tuple[str, list[int]]:
+    if pattern is _WHITESPACE:  # same result as the pattern, several times faster
+        return _collapse_whitespace(text), offsets
     return pattern.sub(replace, text), offsets
+
+
+def _collapse_whitespace(text: str) -> str:
+    words = text.split()
+    if not words:
+        return " " if text else ""
+    return (" " if text[0].isspace() else "") + " ".join(words) + \
+        (" " if text[-1].isspace() else "")
 
 
 def _pipeline(text: str, step: Step, offsets: list[int]) -> tuple[str, list[int]]:
@@ -152,7 +165,8 @@ def _pipeline(text: str, step: Step, offsets: list[int]) -> tuple[str, list[int]
     if _LEET_NEIGHBOURS.search(text):
         text, offsets = step(_LEET_WORD, lambda m: m.group().translate(LEET), text, offsets)
     text, offsets = step(_SPACED, _join_letters, text, offsets)
-    text, offsets = step(_WHITESPACE_AND_GLUE, " ", text, offsets)
+    text, offsets = step(_WHITESPACE, " ", text, offsets)
+    text, offsets = step(_GLUE, " ", text, offsets)
     text, offsets = step(_REPEATS, r"\1", text, offsets)
     return text, offsets
 
