@@ -116,3 +116,14 @@ def test_common_word_surname_counts_only_capitalised() -> None:
 def test_invisible_characters_do_not_hide_a_name() -> None:
     raw = text_part("Ja\u00adne\u200b Doe".encode())
     assert leaks_in(raw, DIRECTORY) != ()
+
+
+def test_base64_that_spells_a_name_by_chance_is_not_a_leak() -> None:
+    """Random base64 of a large attachment holds short names between '/' and '+' by chance."""
+    line = b"QUJD/Doe+RUZH/jane+SEJL" + b"A" * 52
+    raw = (HEAD + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+           b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + (line + b"\r\n") * 3 + b"--b--\r\n")
+    assert leaks_in(raw, DIRECTORY) == ()
+    written = raw.replace(line + b"\r\n", b"sent by Jane Doe\r\n", 1)
+    assert leaks_in(written, DIRECTORY) != ()

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -82,8 +83,14 @@ dkim.parse_pem_private_key = functools.lru_cache(maxsize=16)(dkim.parse_pem_priv
 
 # --- signing -------------------------------------------------------------------------------
 
+_BARE_LINE_END = re.compile(rb"(?<!\r)\n")
+
+
 def _normalise_lines(message: bytes) -> bytes:
-    """CRLF everywhere: dkimpy signs what it is given, and the wire is CRLF."""
+    """CRLF everywhere: dkimpy signs what it is given, and the wire is CRLF. Messages that are
+    already CRLF (all that Veil writes) are not copied: large messages stay one copy."""
+    if not _BARE_LINE_END.search(message):
+        return message
     return message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 

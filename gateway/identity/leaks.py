@@ -84,8 +84,15 @@ def _leaks(message: bytes, directory: Directory, mail_from: str,
             _check_body(tree, part, patterns, report, found)
         else:
             # Not decoded, but the encoded bytes are read as they stand: a name written into a
-            # base64 or binary body is visible to anyone who looks at the source.
-            raw_body = tree.raw[part.body_start:part.end].decode("latin-1")
+            # base64 or binary body is visible to anyone who looks at the source. Lines that are
+            # valid base64 are skipped: random base64 spells short names by chance (a 50 MB
+            # attachment holds "Doe" between "/" and "+" about once), a written name does not
+            # fit the alphabet (it has a space, or sits on a line of its own text).
+            if part.transfer_encoding == "base64":
+                raw_body = b"\n".join(_NOT_BASE64_LINE.findall(
+                    tree.raw, part.body_start, part.end)).decode("latin-1")
+            else:
+                raw_body = tree.raw[part.body_start:part.end].decode("latin-1")
             report(f"encoded body of {part.content_type} part {part.index}",
                    patterns.hits(raw_body))
         if not shown_as_text(part.content_type) and part.content_type in _ENCLOSED_MESSAGES:
@@ -105,6 +112,7 @@ def _leaks(message: bytes, directory: Directory, mail_from: str,
 
 
 Report = Callable[[str, list[Hit]], None]
+_NOT_BASE64_LINE = re.compile(rb"^.*[^A-Za-z0-9+/=\r\n].*$", re.MULTILINE)
 
 
 def _check_headers(tree: Tree, part: Part, patterns: IdentityPatterns, where: str,
