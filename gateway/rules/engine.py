@@ -9,7 +9,6 @@ scores of the rules that matched against the quarantine threshold.
 
 from __future__ import annotations
 
-import bisect
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from gateway.rules.normalise import Normalised, normalise, normalise_term
 from gateway.rules.text import message_text
 
 WINDOW = 80            # characters either side of an anchor that a pattern or exception sees
+MAX_WORD = 30          # characters per word when bounding a proximity search
 PATTERN_TIMEOUT = 0.05  # seconds per pattern search: a safety net, patterns are checked at load
 SEGMENT_KINDS = ("subject", "body", "headers")
 # A group that contains a quantifier and is itself quantified can backtrack exponentially.
@@ -279,7 +279,6 @@ class RuleSet:
     def _proximity(self, normalised: Normalised, where: str,
                    hits: dict[tuple[int, int, str], list[int]], found: dict[int, Match]) -> None:
         text = normalised.text
-        word_starts = [m.start() for m in regex.finditer(r"\w+", text)]
         for (index, slot, kind), starts in hits.items():
             if kind != "a" or index in found:
                 continue
@@ -288,11 +287,10 @@ class RuleSet:
                 continue
             rule = self.rules[index]
             within = rule.near[slot].within
+            reach = (within + 2) * MAX_WORD
             for a in starts:
-                word_a = bisect.bisect_right(word_starts, a)
-                close = [b for b in seconds
-                         if abs(bisect.bisect_right(word_starts, b) - word_a) <= within + 1
-                         and b != a]
+                close = [b for b in seconds if b != a and abs(b - a) <= reach
+                         and _words_between(text, a, b) <= within + 1]
                 if close:
                     b = close[0]
                     start, end = min(a, b), max(a, b) + 1
@@ -353,6 +351,15 @@ class RuleSet:
             matches.append(Match(meta.id, meta.category, meta.score,
                                  "combination: " + ", ".join(sorted(names)), "message"))
         return matches
+
+
+_WORD_START = regex.compile(r"\W\w")
+
+
+def _words_between(text: str, a: int, b: int) -> int:
+    """How many words start after the word at one hit, up to and including the other's."""
+    low, high = min(a, b), max(a, b)
+    return len(_WORD_START.findall(text, low, high + 1))
 
 
 def judge(message: bytes, ruleset: RuleSet, quarantine_score: float) -> Verdict:
