@@ -208,15 +208,16 @@ def _rewrite_gaps(tree: Tree, context: _Context,
 def _apply(raw: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
     if not edits:
         return raw
-    pieces: list[bytes] = []
+    view = memoryview(raw)  # untouched spans are joined from views: one copy, not two
+    pieces: list[bytes | memoryview] = []
     position = 0
     for start, end, replacement in sorted(edits, key=lambda edit: edit[0]):
         if start < position:
             continue  # inside a span already replaced (a removed part)
-        pieces.append(raw[position:start])
+        pieces.append(view[position:start])
         pieces.append(replacement)
         position = end
-    pieces.append(raw[position:])
+    pieces.append(view[position:])
     return b"".join(pieces)
 
 
