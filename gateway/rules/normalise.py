@@ -40,9 +40,11 @@ _LEET_WORD = re.compile(r"(?<![\w@$!|+€])(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]
 _LEET_NEIGHBOURS = re.compile(r"[0-9@$!|+€](?:(?<=[a-z].)|(?=[a-z]))")
 # Two or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x", "s. e. x".
 _SPACED = re.compile(r"\b[a-z](?:[.\-_*~·•] ?| )(?:[a-z](?:[.\-_*~·•] ?| ))*[a-z]\b")
+# The same on ASCII text, where ASCII word edges are the same and twice as fast to test.
+_SPACED_ASCII = re.compile(r"\b[a-z](?:[.\-_*~] ?| )(?:[a-z](?:[.\-_*~] ?| ))*[a-z]\b", re.ASCII)
 _MARKED_SEPARATOR = re.compile(r"[.\-_*~·•]")
 _WORD_BREAK = re.compile(r"(?<=[a-z]) (?=[a-z])")
-_REPEATS = re.compile(r"([a-z])\1{2,}")
+_REPEATS = re.compile(r"([a-z])\1\1+")  # faster than \1{2,} in re
 _SEPARATORS = re.compile(r"[ .\-_*~·•]")
 # Any run of whitespace is one space (single spaces are left alone, so few matches).
 _WHITESPACE = re.compile(r"(?:[^\S ]| (?=\s))\s*")
@@ -164,7 +166,8 @@ def _pipeline(text: str, step: Step, offsets: list[int]) -> tuple[str, list[int]
                                  offsets)
     if _LEET_NEIGHBOURS.search(text):
         text, offsets = step(_LEET_WORD, lambda m: m.group().translate(LEET), text, offsets)
-    text, offsets = step(_SPACED, _join_letters, text, offsets)
+    text, offsets = step(_SPACED_ASCII if text.isascii() else _SPACED, _join_letters, text,
+                         offsets)
     text, offsets = step(_WHITESPACE, " ", text, offsets)
     text, offsets = step(_GLUE, " ", text, offsets)
     text, offsets = step(_REPEATS, r"\1", text, offsets)
