@@ -16,6 +16,7 @@ from gateway.identity.leaks import leaks_in
 from conftest import Sink, SinkHandler, start_sink
 from harness import RunningGateway, serve_services, start_gateway, with_policy
 
+CORPUS = Path(__file__).resolve().parent / "corpus" / "outbound"
 AGENT_MAIL = (
     b'From: "Jane Doe via Acme Support" <jane.doe@corp.example>\r\n'
     b"To: Customer <customer@example.net>\r\n"
@@ -118,25 +119,25 @@ async def test_message_that_would_still_leak_is_refused(gateway: RunningGateway,
         assert relay_sink.messages == []
 
 
-async def test_leak_policy_hold_keeps_it_for_review(gateway: RunningGateway, relay_sink: Sink,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import gateway.outbound as outbound_stage
-    from gateway.identity.leaks import Leak
-
-    # Force the gate shut for this message, to test what the listener does with a hold.
-    monkeypatch.setattr(outbound_stage, "leaks_in",
-                        lambda message, directory, mail_from="": (Leak("header Subject", "name",
-                                                                       "Alex Morgan"),))
+async def test_leak_policy_hold_keeps_it_for_review(gateway: RunningGateway,
+                                                    relay_sink: Sink) -> None:
+    # In-Reply-To is never rewritten (it names the customer's thread), so this one cannot leave.
+    leaking = (CORPUS / "refused" / "agent_address_in_references.eml").read_bytes()
     held = await serve_services(with_policy(gateway, on_leak="hold"), gateway.dns)
     try:
-        code, text = await held.send_outbound("jane.doe@corp.example", ["customer@example.net"],
-                                               AGENT_MAIL)
+        code, text = await held.send_outbound("support@corp.example", ["peter@customer.example"],
+                                               leaking)
     finally:
         for server in held.servers:
             server.close()
     assert code == 250, text
     assert relay_sink.messages == []
     assert gateway.services.store.count_held() == 1
+    [item] = gateway.services.store.list(status="held")
+    assert item.direction == "outbound" and item.verdict == "leak"
+    code, text = await gateway.send_outbound("support@corp.example", ["peter@customer.example"],
+                                             leaking)
+    assert code == 550 and "In-Reply-To" in text
 
 
 async def test_unknown_sender_rejected_when_policy_says_so(gateway: RunningGateway,
