@@ -79,15 +79,16 @@ def _leaks(message: bytes, directory: Directory, mail_from: str,
                     report(f"preamble or epilogue of part {part.index}",
                            patterns.hits(prepare(reading)))
             continue
-        if shown_as_text(part.content_type) or part.is_multipart:
+        shown = shown_as_text(part.content_type) or part.is_multipart
+        if shown:
             # A multipart the parser could not split is shown as text by some readers.
             _check_body(tree, part, patterns, report, found)
-        else:
-            # Not decoded, but the encoded bytes are read as they stand: a name written into a
-            # base64 or binary body is visible to anyone who looks at the source. Lines that are
-            # valid base64 are skipped: random base64 spells short names by chance (a 50 MB
-            # attachment holds "Doe" between "/" and "+" about once), a written name does not
-            # fit the alphabet (it has a space, or sits on a line of its own text).
+        if not shown or part.transfer_encoding == "base64":
+            # The encoded bytes are also read as they stand: a name written into a base64 or
+            # binary body (or under a base64 label that does not decode) is visible to anyone
+            # who looks at the source. Lines that are valid base64 are skipped: random base64
+            # spells short names by chance (a 50 MB attachment holds "Doe" between "/" and "+"
+            # about once); a written name does not fit the alphabet.
             if part.transfer_encoding == "base64":
                 raw_body = b"\n".join(_NOT_BASE64_LINE.findall(
                     tree.raw, part.body_start, part.end)).decode("latin-1")
