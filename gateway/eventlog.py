@@ -19,6 +19,9 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # aiosmtpd logs every SMTP command, MAIL FROM included: real addresses. Only on request.
+    for chatty in ("mail.log", "uvicorn.access"):
+        logging.getLogger(chatty).setLevel("DEBUG" if level == "debug" else "WARNING")
 
 
 def log_message(*, direction: str, reply: str, seconds: float, **details: Any) -> None:

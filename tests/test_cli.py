@@ -127,6 +127,7 @@ def test_serve_relays_to_the_spool_and_stops_on_sigterm(tmp_path: Path, workers:
     assert len(messages) == 4
     assert all(m["direction"] == "outbound" and m["agent"] == "Alex Morgan" for m in messages)
     assert b"Jane" not in stderr and b"555 010" not in stderr
+    assert b"jane.doe" not in stderr  # not even the envelope sender
 
 
 def test_serve_refuses_to_start_on_a_bad_directory(tmp_path: Path) -> None:
