@@ -37,7 +37,7 @@ def split_head(message: bytes) -> tuple[bytes, bytes]:
     return message, b""
 
 
-def _header_lines(head: bytes) -> list[bytes]:
+def header_fields(head: bytes) -> list[bytes]:
     """Header fields with their continuation lines kept together, bytes unchanged."""
     fields: list[bytes] = []
     for line in head.splitlines(keepends=True):
@@ -52,7 +52,7 @@ def thread_ids(message: bytes) -> tuple[str, ...]:
     """Message-IDs named in In-Reply-To and References."""
     head, _ = split_head(message)
     found: list[str] = []
-    for field in _header_lines(head):
+    for field in header_fields(head):
         if _THREAD_HEADER.match(field):
             found.extend(m.decode("ascii", "replace") for m in _MESSAGE_ID.findall(field))
     return tuple(dict.fromkeys(found))
@@ -63,7 +63,7 @@ def restore_threading(message: bytes, originals: dict[str, str]) -> bytes:
     if not originals:
         return message
     head, body = split_head(message)
-    fields = _header_lines(head)
+    fields = header_fields(head)
     for index, field in enumerate(fields):
         if _THREAD_HEADER.match(field):
             fields[index] = _MESSAGE_ID.sub(

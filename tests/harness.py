@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+from conftest import write_config
 
 from gateway.auth.dkim import generate_key, load_signer
 from gateway.config import Config, load_config, load_directory
 from gateway.quarantine.store import QuarantineStore
 from gateway.rules.engine import load_ruleset
 from gateway.server import InboundHandler, OutboundHandler, Services, smtp_factory
-
-from conftest import write_config
 
 
 def public_key_record(private_key: Path) -> str:
@@ -100,6 +99,17 @@ async def serve_services(services: Services, dns: dict[str, str]) -> RunningGate
                                        "127.0.0.1", 0)
     return RunningGateway(config, services, outbound.sockets[0].getsockname()[1],
                           inbound.sockets[0].getsockname()[1], [outbound, inbound], dns)
+
+
+async def send_through(services: Services, dns: dict[str, str], sender: str,
+                       recipients: list[str], message: bytes) -> tuple[int, str]:
+    """Start listeners for these services, send one outbound message, stop them."""
+    running = await serve_services(services, dns)
+    try:
+        return await running.send_outbound(sender, recipients, message)
+    finally:
+        for server in running.servers:
+            server.close()
 
 
 def with_policy(gateway: RunningGateway, **outbound: Any) -> Services:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import email
 import socket
+from dataclasses import replace
 from email import policy
 from pathlib import Path
 from typing import AsyncIterator
 
 import dkim
 import pytest
+from conftest import Sink, SinkHandler, start_sink
+from harness import RunningGateway, send_through, start_gateway, with_policy
 
 from gateway.identity.leaks import leaks_in
-
-from conftest import Sink, SinkHandler, start_sink
-from harness import RunningGateway, serve_services, start_gateway, with_policy
+from gateway.server import Services
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "outbound"
 AGENT_MAIL = (
@@ -123,13 +124,8 @@ async def test_leak_policy_hold_keeps_it_for_review(gateway: RunningGateway,
                                                     relay_sink: Sink) -> None:
     # In-Reply-To is never rewritten (it names the customer's thread), so this one cannot leave.
     leaking = (CORPUS / "refused" / "agent_address_in_references.eml").read_bytes()
-    held = await serve_services(with_policy(gateway, on_leak="hold"), gateway.dns)
-    try:
-        code, text = await held.send_outbound("support@corp.example", ["peter@customer.example"],
-                                               leaking)
-    finally:
-        for server in held.servers:
-            server.close()
+    code, text = await send_through(with_policy(gateway, on_leak="hold"), gateway.dns,
+                                    "support@corp.example", ["peter@customer.example"], leaking)
     assert code == 250, text
     assert relay_sink.messages == []
     assert gateway.services.store.count_held() == 1
@@ -142,15 +138,10 @@ async def test_leak_policy_hold_keeps_it_for_review(gateway: RunningGateway,
 
 async def test_unknown_sender_rejected_when_policy_says_so(gateway: RunningGateway,
                                                            relay_sink: Sink) -> None:
-    strict = await serve_services(with_policy(gateway, unknown_sender="reject"), gateway.dns)
     message = AGENT_MAIL.replace(b'"Jane Doe via Acme Support" <jane.doe@corp.example>',
                                  b"Robot <robot@corp.example>")
-    try:
-        code, text = await strict.send_outbound("robot@corp.example", ["customer@example.net"],
-                                                message)
-    finally:
-        for server in strict.servers:
-            server.close()
+    code, text = await send_through(with_policy(gateway, unknown_sender="reject"), gateway.dns,
+                                    "robot@corp.example", ["customer@example.net"], message)
     assert (code, text.split()[0]) == (550, "5.7.1")
     assert relay_sink.messages == []
 
@@ -166,14 +157,16 @@ async def test_unknown_sender_passes_rewritten_by_default(gateway: RunningGatewa
     assert dkim_verifies(received.data, gateway)
 
 
+async def send_agent_mail(services: Services, gateway: RunningGateway,
+                          recipients: tuple[str, ...] = ("customer@example.net",)
+                          ) -> tuple[int, str]:
+    return await send_through(services, gateway.dns, "jane.doe@corp.example", list(recipients),
+                              AGENT_MAIL)
+
+
 async def test_client_outside_allowed_networks_is_refused(gateway: RunningGateway) -> None:
-    closed = await serve_services(with_policy(gateway, allow_from=("192.0.2.0/24",)), gateway.dns)
-    try:
-        code, text = await closed.send_outbound("jane.doe@corp.example",
-                                                ["customer@example.net"], AGENT_MAIL)
-    finally:
-        for server in closed.servers:
-            server.close()
+    code, text = await send_agent_mail(with_policy(gateway, allow_from=("192.0.2.0/24",)),
+                                       gateway)
     assert (code, text.split()[0]) == (550, "5.7.1")
 
 
@@ -184,14 +177,8 @@ def _closed_port() -> int:
 
 
 async def test_next_hop_down_answers_451(gateway: RunningGateway) -> None:
-    down = await serve_services(
-        with_policy(gateway, next_hop=f"smtp://127.0.0.1:{_closed_port()}"), gateway.dns)
-    try:
-        code, _ = await down.send_outbound("jane.doe@corp.example", ["customer@example.net"],
-                                           AGENT_MAIL)
-    finally:
-        for server in down.servers:
-            server.close()
+    down = with_policy(gateway, next_hop=f"smtp://127.0.0.1:{_closed_port()}")
+    code, _ = await send_agent_mail(down, gateway)
     assert code == 451
 
 
@@ -200,14 +187,10 @@ async def test_next_hop_down_answers_451(gateway: RunningGateway) -> None:
 async def test_next_hop_answers_pass_through(gateway: RunningGateway, answer: str,
                                              expected: int) -> None:
     refusing = await start_sink(SinkHandler(data_answer=answer))
-    proxy = await serve_services(with_policy(gateway, next_hop=refusing.url), gateway.dns)
     try:
-        code, text = await proxy.send_outbound("jane.doe@corp.example", ["customer@example.net"],
-                                               AGENT_MAIL)
+        code, text = await send_agent_mail(with_policy(gateway, next_hop=refusing.url), gateway)
     finally:
         refusing.server.close()
-        for server in proxy.servers:
-            server.close()
     assert code == expected
     assert text.startswith(answer.split()[1])
 
@@ -215,15 +198,11 @@ async def test_next_hop_answers_pass_through(gateway: RunningGateway, answer: st
 async def test_partial_refusal_bounces_the_refused_recipient(gateway: RunningGateway) -> None:
     partial = await start_sink(SinkHandler(rcpt_answers={"gone@example.net":
                                                          "550 5.1.1 no such user"}))
-    proxy = await serve_services(with_policy(gateway, next_hop=partial.url), gateway.dns)
     try:
-        code, _ = await proxy.send_outbound("jane.doe@corp.example",
-                                            ["customer@example.net", "gone@example.net"],
-                                            AGENT_MAIL)
+        code, _ = await send_agent_mail(with_policy(gateway, next_hop=partial.url), gateway,
+                                        ("customer@example.net", "gone@example.net"))
     finally:
         partial.server.close()
-        for server in proxy.servers:
-            server.close()
     assert code == 250
     message, bounce = partial.messages
     assert message.rcpt_tos == ["customer@example.net"]
@@ -235,15 +214,11 @@ async def test_partial_refusal_bounces_the_refused_recipient(gateway: RunningGat
 async def test_partial_deferral_makes_the_client_retry(gateway: RunningGateway) -> None:
     partial = await start_sink(SinkHandler(rcpt_answers={"later@example.net":
                                                          "450 4.2.1 mailbox busy"}))
-    proxy = await serve_services(with_policy(gateway, next_hop=partial.url), gateway.dns)
     try:
-        code, _ = await proxy.send_outbound("jane.doe@corp.example",
-                                            ["customer@example.net", "later@example.net"],
-                                            AGENT_MAIL)
+        code, _ = await send_agent_mail(with_policy(gateway, next_hop=partial.url), gateway,
+                                        ("customer@example.net", "later@example.net"))
     finally:
         partial.server.close()
-        for server in proxy.servers:
-            server.close()
     assert code == 451
 
 
@@ -263,14 +238,7 @@ class BrokenSigner:
 
 async def test_our_own_bug_answers_451_not_a_bounce(gateway: RunningGateway,
                                                     relay_sink: Sink) -> None:
-    from dataclasses import replace
-    broken = await serve_services(replace(gateway.services, signer=BrokenSigner()), gateway.dns)
-    try:
-        code, _ = await broken.send_outbound("jane.doe@corp.example", ["customer@example.net"],
-                                             AGENT_MAIL)
-    finally:
-        for server in broken.servers:
-            server.close()
+    code, _ = await send_agent_mail(replace(gateway.services, signer=BrokenSigner()), gateway)
     assert code == 451
     assert relay_sink.messages == []
 

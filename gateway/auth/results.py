@@ -6,7 +6,7 @@ import re
 from typing import Sequence
 
 from gateway.auth.dkim import DkimResult
-from gateway.inbound import split_head
+from gateway.inbound import header_fields, split_head
 
 
 def _safe(value: str) -> str:
@@ -34,12 +34,7 @@ def authentication_results(authserv_id: str, dkim: Sequence[DkimResult]) -> str:
 def strip_forged_results(message: bytes, authserv_id: str) -> bytes:
     """Drop incoming Authentication-Results that claim our authserv-id (RFC 8601 section 5)."""
     head, body = split_head(message)
-    fields: list[bytes] = []
-    for line in head.splitlines(keepends=True):
-        if fields and line[:1] in (b" ", b"\t"):
-            fields[-1] += line
-        else:
-            fields.append(line)
+    fields = header_fields(head)
     claim = re.compile(rb"^authentication-results:\s*" + re.escape(authserv_id.encode()) +
                        rb"\s*(;|$)", re.IGNORECASE)
     kept = [field for field in fields if not claim.match(field)]
