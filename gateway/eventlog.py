@@ -26,6 +26,8 @@ def configure(level: str) -> None:
 
 def log_message(*, direction: str, reply: str, seconds: float, **details: Any) -> None:
     """Emit the per-message line. `details` holds aliases, verdicts and counts, never content."""
+    if not _log.isEnabledFor(logging.INFO):
+        return
     event = {"ts": round(time.time(), 3), "event": "message", "id": uuid.uuid4().hex[:16],
              "pid": os.getpid(), "direction": direction, "reply": reply,
              "ms": round(seconds * 1000, 2)}
