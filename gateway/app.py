@@ -154,17 +154,18 @@ async def _worker(config: Config, loaded: dict[str, Any], listeners: Listeners,
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    tasks: list[asyncio.Task[Any]] = []
+    jobs: list[asyncio.Task[Any]] = []  # periodic jobs, cancelled at stop
     web: uvicorn.Server | None = None
+    web_task: asyncio.Task[Any] | None = None
     if first:
-        from gateway.quarantine.digest import digest_loop
         from gateway.quarantine.commands import retention_loop
+        from gateway.quarantine.digest import digest_loop
 
         web = uvicorn.Server(uvicorn.Config(build_web_app(config, store), log_level="warning",
                                             lifespan="off"))
-        tasks.append(asyncio.create_task(web.serve(sockets=[listeners.review])))
-        tasks.append(asyncio.create_task(retention_loop(store, config)))
-        tasks.append(asyncio.create_task(digest_loop(store, config)))
+        web_task = asyncio.create_task(web.serve(sockets=[listeners.review]))
+        jobs.append(asyncio.create_task(retention_loop(store, config)))
+        jobs.append(asyncio.create_task(digest_loop(store, config)))
     else:
         listeners.review.close()
     log_event("worker_ready", first=first)
@@ -172,11 +173,10 @@ async def _worker(config: Config, loaded: dict[str, Any], listeners: Listeners,
     for server in servers:
         server.close()
     if web is not None:
-        web.should_exit = True
-    for task in tasks:
-        if task is not tasks[0] or web is None:
-            task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        web.should_exit = True  # uvicorn finishes the requests in progress
+    for job in jobs:
+        job.cancel()
+    await asyncio.gather(*jobs, *([web_task] if web_task else []), return_exceptions=True)
     for server in servers:
         await server.wait_closed()
     store.close()
