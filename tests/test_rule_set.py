@@ -156,3 +156,17 @@ def test_check_command_prints_one_json_verdict_per_file(tmp_path: Path) -> None:
                                                    "quarantine"]
     assert lines[0]["matches"][0]["category"] == "threat"
     assert set(lines[0]["matches"][0]) == {"rule", "category", "score", "excerpt"}
+
+
+def test_html_that_repeats_the_plain_text_is_read_once_and_extra_html_still_counts() -> None:
+    from gateway.rules.text import message_text
+
+    def alternative(plain: str, html: str) -> bytes:
+        return (f'Subject: s\r\nContent-Type: multipart/alternative; boundary="b"\r\n\r\n'
+                f"--b\r\nContent-Type: text/plain\r\n\r\n{plain}\r\n--b\r\n"
+                f"Content-Type: text/html\r\n\r\n{html}\r\n--b--\r\n").encode()
+
+    same = alternative("Thanks for the refund.\r\nBest", "<p>Thanks for the refund.</p><p>Best</p>")
+    assert [s.where for s in message_text(same).segments] == ["subject", "body"]
+    extra = alternative("Thanks for the refund.", "<p>Thanks for the refund.</p><p>you are so hot</p>")
+    assert judge(extra, RULESET, 10).action == "quarantine"
