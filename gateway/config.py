@@ -227,6 +227,12 @@ def _next_hop(value: Any) -> str:
     raise ValueError('use "spool:DIR" to write .eml files or "smtp://host:port" to relay')
 
 
+def _paths(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError('give a list of rule files or folders, for example ["rules"]')
+    return tuple(_string(item) for item in value)
+
+
 def _networks(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ValueError('give a list of networks, for example ["127.0.0.0/8", "::1/128"]')
@@ -297,8 +303,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Key]]] = {
         "private_key": _Key(_string, path=True),
     }),
     "rules": (RulesConfig, {
-        "paths": _Key(lambda v: tuple(_string(p) for p in v) if isinstance(v, list)
-                      else _string(None), path=True),
+        "paths": _Key(_paths, path=True),
         "quarantine_score": _Key(_number),
     }),
     "quarantine": (QuarantineConfig, {
