@@ -66,15 +66,17 @@ def start_bare(workers: int, sink_port: int) -> tuple[subprocess.Popen[bytes], i
     return process, port
 
 
-def start_veil(folder: Path, workers: int, sink_port: int) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
+def start_veil(folder: Path, workers: int, next_hop: str, port: int | None = None,
+               max_message_size: int = 33_554_432) -> tuple[subprocess.Popen[bytes], int]:
+    """Veil on its own config in `folder`, outbound listener on `port` (or a free one)."""
+    port = port or free_port()
     config = folder / "config.toml"
     config.write_text(f"""
 workers = {workers}
 log_level = "warning"
 [outbound]
 listen = "127.0.0.1:{port}"
-next_hop = "smtp://127.0.0.1:{sink_port}"
+next_hop = "{next_hop}"
 internal_domains = ["corp.example"]
 [inbound]
 listen = "127.0.0.1:{free_port()}"
@@ -88,12 +90,14 @@ paths = ["{ROOT / 'rules'}"]
 database = "quarantine.sqlite3"
 [review]
 listen = "127.0.0.1:{free_port()}"
+[limits]
+max_message_size = {max_message_size}
 """)
     if not (folder / "dkim.key").exists():
         subprocess.run([sys.executable, "-m", "gateway", "dkim", "keygen", "--config", str(config)],
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     process = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(config)],
-                               cwd=ROOT, start_new_session=True)
+                               cwd=ROOT, start_new_session=True, stderr=subprocess.DEVNULL)
     wait_for_port(port)
     return process, port
 
@@ -119,7 +123,7 @@ def measure(workers: int, sink_port: int, folder: Path) -> None:
                                            seconds=SECONDS))
     finally:
         stop(bare)
-    veil, veil_port = start_veil(folder, workers, sink_port)
+    veil, veil_port = start_veil(folder, workers, f"smtp://127.0.0.1:{sink_port}")
     try:
         asyncio.run(throughput(veil_port, messages, connections=CONNECTIONS, seconds=2))
         veil_peak = asyncio.run(throughput(veil_port, messages, connections=CONNECTIONS,

@@ -17,55 +17,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bench.bench_outbound import start_veil, wait_for_port  # noqa: E402
 from postfix_harness import free_port, missing_programs, start_postfix  # noqa: E402
 
+WORKERS = os.cpu_count() or 1
+
 MESSAGES = int(os.environ.get("BENCH_POSTFIX_MESSAGES", "2000"))
-
-
-def start_veil(folder: Path, port: int, **outbound: str) -> subprocess.Popen[bytes]:
-    config = folder / "config.toml"
-    extra = "".join(f'{key} = "{value}"\n' for key, value in outbound.items())
-    config.write_text(f"""
-workers = {os.cpu_count() or 1}
-log_level = "warning"
-[outbound]
-listen = "127.0.0.1:{port}"
-internal_domains = ["corp.example"]
-{extra}
-[inbound]
-listen = "127.0.0.1:{free_port()}"
-[directory]
-path = "{ROOT / 'agents.toml'}"
-[dkim]
-private_key = "dkim.key"
-[rules]
-paths = ["{ROOT / 'rules'}"]
-[quarantine]
-database = "quarantine.sqlite3"
-[review]
-listen = "127.0.0.1:{free_port()}"
-[limits]
-max_message_size = 80000000
-""")
-    if not (folder / "dkim.key").exists():
-        subprocess.run([sys.executable, "-m", "gateway", "dkim", "keygen", "--config",
-                        str(config)], cwd=ROOT, check=True, capture_output=True)
-    process = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config",
-                                str(config)], cwd=ROOT, start_new_session=True,
-                               stderr=subprocess.DEVNULL)
-    wait_port(port)
-    return process
-
-
-def wait_port(port: int) -> None:
-    import socket
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing on port {port}")
 
 
 def sent_count(log: str, sink_port: int) -> int:
@@ -94,10 +51,10 @@ def memory(folder: Path) -> None:
     sink_port = free_port()
     user = ["-u", "nobody"] if os.geteuid() == 0 else []
     sink = subprocess.Popen(["smtp-sink", *user, f"127.0.0.1:{sink_port}", "64"])
-    port = free_port()
-    veil = start_veil(folder, port, next_hop=f"smtp://127.0.0.1:{sink_port}")
+    veil, port = start_veil(folder, WORKERS, f"smtp://127.0.0.1:{sink_port}",
+                            max_message_size=80_000_000)
     try:
-        wait_port(sink_port)
+        wait_for_port(sink_port)
         time.sleep(1)
         workers = subprocess.run(["pgrep", "-P", str(veil.pid)], capture_output=True,
                                  text=True).stdout.split() or [str(veil.pid)]
@@ -150,7 +107,8 @@ def main() -> None:
         postfix = start_postfix(veil_out=veil_out, veil_in=free_port(), sink=sink_port)
         veil = None
         try:
-            veil = start_veil(folder, veil_out, next_hop=f"smtp://127.0.0.1:{postfix.reinject}")
+            veil, _ = start_veil(folder, WORKERS, f"smtp://127.0.0.1:{postfix.reinject}",
+                                 port=veil_out)
             throughput(postfix, postfix.reinject, sink_port, 200)  # warm-up
             direct = throughput(postfix, postfix.reinject, sink_port, MESSAGES)
             through = throughput(postfix, postfix.submission, sink_port, MESSAGES)
