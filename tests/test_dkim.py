@@ -10,8 +10,10 @@ from pathlib import Path
 import dkim
 import dkim.crypto
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway.auth.dkim import (DkimResult, Signer, dns_txt_record, generate_key, load_signer,
+from gateway.auth.dkim import (DkimResult, Signer, dkimpy_relaxed_body, relaxed_body, dns_txt_record, generate_key, load_signer,
                                verify_dkim)
 from gateway.auth.results import authentication_results, strip_forged_results
 from gateway.config import ConfigError, DkimConfig
@@ -71,6 +73,42 @@ def test_fast_rsa_is_byte_identical_to_dkimpy(tmp_path: Path,
     assert fast == slow
 
 
+# Bodies made of the characters relaxed canonicalisation cares about.
+BODIES = st.lists(st.sampled_from([b"a", b"b", b" ", b"\t", b"\r\n", b"\r", b"\n", b"\xe9"]),
+                  max_size=40).map(b"".join)
+
+
+@settings(max_examples=2000, derandomize=True, deadline=None)
+@given(BODIES)
+def test_relaxed_body_matches_dkimpy(body: bytes) -> None:
+    assert bytes(relaxed_body(body)) == dkimpy_relaxed_body(body)
+    assert bytes(relaxed_body(memoryview(body))) == dkimpy_relaxed_body(body)
+
+
+WHITESPACE_BODY = (b"Hello  there,\t\r\n\r\n \tindented\r\nlast line   \r\n\r\n\r\n")
+
+
+@pytest.mark.parametrize("body", [b"Hello,\r\n\r\nAll fixed.\r\n", WHITESPACE_BODY, b"",
+                                  b"no final line end", b"\r\n\r\n"])
+def test_signature_is_dkimpys_own_over_the_whole_message(key: Path, body: bytes,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signing with the header block parsed alone and the body as a view gives exactly what
+    dkimpy gives for the whole message with its own canonicalisation."""
+    monkeypatch.setattr(dkim.time, "time", lambda: 1_800_000_000.0)
+    message = MESSAGE.split(b"\r\n\r\n")[0] + b"\r\n\r\n" + body
+    signer = Signer("support.example", "veil", key.read_bytes())
+    ours = signer.sign(message)
+    monkeypatch.setattr(dkim.canonicalization.Relaxed, "canonicalize_body",
+                        staticmethod(dkimpy_relaxed_body))
+    theirs = dkim.DKIM(message, linesep=b"\r\n").sign(
+        signer.selector, signer.domain, signer.key_for_dkimpy,
+        signature_algorithm=signer.algorithm, canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=[b"from", b"to", b"subject", b"date", b"message-id", b"mime-version",
+                         b"content-type", b"from"])
+    assert ours == theirs + message
+    assert dkimpy_verifies(ours, key)
+
+
 @pytest.mark.skipif(shutil.which("perl") is None, reason="perl is not installed")
 def test_independent_verifier_accepts_rsa_signature(tmp_path: Path) -> None:
     probe = subprocess.run(["perl", "-MMail::DKIM::Verifier", "-e1"], capture_output=True)
@@ -87,6 +125,11 @@ def test_independent_verifier_accepts_rsa_signature(tmp_path: Path) -> None:
                          input=signed.replace(b"All fixed", b"All broken"), env=env,
                          capture_output=True, check=True)
     assert bad.stdout == b"fail support.example\n"
+    spaced = Signer("support.example", "veil", path.read_bytes()).sign(
+        MESSAGE.split(b"\r\n\r\n")[0] + b"\r\n\r\n" + WHITESPACE_BODY)
+    whitespace = subprocess.run(["perl", str(HERE / "dkim_verify.pl")], input=spaced, env=env,
+                                capture_output=True, check=True)
+    assert whitespace.stdout == b"pass support.example\n"
 
 
 async def test_verify_reports_every_signature(key: Path, tmp_path: Path) -> None:
