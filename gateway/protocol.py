@@ -19,6 +19,11 @@ _SMUGGLED_END = re.compile(rb"(?:(?<!\r)\n|\r(?!\n))\.(?:\r\n|\n|\r)"
 
 def smuggling_attempt(data: bytes) -> bool:
     """True when the message holds an end-of-data marker another server could honour."""
+    # Every such marker needs a bare CR or a bare LF: when all of them pair up as CRLF (nearly
+    # every message), three C-speed counts answer without the regex visiting each line end.
+    line_ends = data.count(b"\r\n")
+    if data.count(b"\r") == line_ends and data.count(b"\n") == line_ends:
+        return False
     return _SMUGGLED_END.search(data) is not None
 
 

@@ -11,6 +11,8 @@ import pytest
 from conftest import Sink, start_sink
 from harness import RunningGateway, start_gateway
 
+from gateway.protocol import smuggling_attempt
+
 MESSAGE = (b"From: Jane Doe <jane.doe@corp.example>\r\nTo: c@example.net\r\nSubject: hi\r\n\r\n"
            b"Hello from Jane.\r\n")
 
@@ -145,6 +147,19 @@ async def test_smuggling_is_refused_and_nothing_is_relayed(tmp_path: Path, sink:
     finally:
         await gateway.close()
     assert sink.messages == []
+
+
+@pytest.mark.parametrize(("data", "smuggled"), [
+    (b"a\r\nb\r\n\r\nc\r\n", False),
+    (b"bare\nline ends\nbut no dot\n", False),
+    (b"a\r\n\nMAIL FROM:<x@example.net>\r\n", True),   # "\r\n.\n" after dot-unstuffing
+    (b"a\n.\r\nb\r\n", True),
+    (b"a\r.\r\nb\r\n", True),
+    (b"a\r\n.\rb\r\n", True),
+    (b"a\r\r\nb\r\n", False),
+])
+def test_smuggling_attempt(data: bytes, smuggled: bool) -> None:
+    assert smuggling_attempt(data) is smuggled
 
 
 async def test_overlong_line_is_refused(tmp_path: Path, sink: Sink) -> None:
