@@ -96,12 +96,21 @@ _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
 _WSP_TO_COMPRESS = re.compile(rb"\t[\t ]*| [\t ]+")  # a lone space is already canonical
 
 
+# Single literals, which re scans for at C speed (a class like [\t ] is tried at every space).
+_NEEDS_TRAILING_STRIP = tuple(re.compile(literal) for literal in (b" \r\n", b"\t\r\n"))
+_NEEDS_COMPRESSING = tuple(re.compile(literal) for literal in (b"\t", b"  "))
+
+
+def _any(literals: tuple[re.Pattern[bytes], ...], data: bytes | memoryview) -> bool:
+    return any(literal.search(data) for literal in literals)
+
+
 def relaxed_body(body: bytes | memoryview) -> bytes | memoryview:
     """RFC 6376 3.4.4: no whitespace before line ends, runs of whitespace as one space, no
     empty lines at the end, an empty body as nothing."""
-    if _TRAILING_WSP.search(body):
+    if _any(_NEEDS_TRAILING_STRIP, body):
         body = _TRAILING_WSP.sub(b"\r\n", body)
-    if _WSP_TO_COMPRESS.search(body):
+    if _any(_NEEDS_COMPRESSING, body):
         body = _WSP_TO_COMPRESS.sub(b" ", body)
     end = len(body)
     while end >= 2 and body[end - 2:end] == b"\r\n":
@@ -118,13 +127,10 @@ dkim.canonicalization.Relaxed.canonicalize_body = staticmethod(relaxed_body)
 
 # --- signing -------------------------------------------------------------------------------
 
-_BARE_LINE_END = re.compile(rb"(?<!\r)\n")
-
-
 def _normalise_lines(message: bytes) -> bytes:
     """CRLF everywhere: dkimpy signs what it is given, and the wire is CRLF. Messages that are
     already CRLF (all that Veil writes) are not copied: large messages stay one copy."""
-    if not _BARE_LINE_END.search(message):
+    if message.count(b"\n") == message.count(b"\r\n"):
         return message
     return message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
