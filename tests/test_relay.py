@@ -4,8 +4,10 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+
 from gateway.envelope import Envelope, Refused, Relayed, Retry
-from gateway.relay import deliver
+from gateway.relay import deliver, transparent_pieces
 
 from conftest import Sink, SinkHandler, start_sink
 
@@ -35,6 +37,28 @@ async def test_smtp_relay_delivers_bytes(sink: Sink) -> None:
     assert isinstance(outcome, Relayed)
     assert sink.messages[0].data == MESSAGE
     assert sink.messages[0].rcpt_tos == ["b@y.example"]
+
+
+@pytest.mark.parametrize(("message", "arrives"), [
+    (b"Subject: dots\r\n\r\n.\r\n..two\r\n.leading\r\nend\r\n",) * 2,
+    (b".starts with a dot\r\n",) * 2,
+    (b"Subject: x\r\n\r\nbare\nline\rends\r\n.dot\n", b"Subject: x\r\n\r\nbare\r\nline\r\nends\r\n.dot\r\n"),
+    (b"Subject: x\r\n\r\nno final line end", b"Subject: x\r\n\r\nno final line end\r\n"),
+])
+async def test_data_is_sent_transparently(sink: Sink, message: bytes, arrives: bytes) -> None:
+    outcome = await deliver(sink.url, Envelope("a@x.example", ("b@y.example",)), message)
+    assert isinstance(outcome, Relayed)
+    assert sink.messages[0].data == arrives
+
+
+def test_transparent_pieces_are_views_of_the_message() -> None:
+    message = b"Subject: x\r\n\r\n" + b"a" * 1000 + b"\r\n.b\r\n"
+    pieces = list(transparent_pieces(message))
+    assert b"".join(pieces) == message.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+    *body, end = pieces
+    assert end == b".\r\n"
+    assert all(isinstance(piece, memoryview) and piece.obj is message
+               for piece in body if piece != b".")
 
 
 async def test_null_sender_is_relayed_as_null(sink: Sink) -> None:

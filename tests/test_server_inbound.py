@@ -71,6 +71,17 @@ async def test_clean_reply_reaches_the_real_agent_unchanged(gateway: RunningGate
     assert b"X-Veil-Verdict: deliver" in head
 
 
+async def test_lines_starting_with_a_dot_arrive_as_written(gateway: RunningGateway,
+                                                           sink: Sink) -> None:
+    """Dot-stuffing undone on the way in and redone on the way out (RFC 5321 4.5.2)."""
+    dotted = CLEAN + b".\r\n..\r\n.leading dot\r\n...three\r\n"
+    code, text = await gateway.send_inbound("customer@example.net",
+                                            ["alex.morgan@support.example"], dotted)
+    assert code == 250, text
+    [delivered] = sink.messages
+    assert delivered.data.endswith(dotted)
+
+
 async def test_harassing_reply_is_quarantined_not_delivered(gateway: RunningGateway,
                                                             sink: Sink) -> None:
     code, text = await gateway.send_inbound("creep@example.net",
