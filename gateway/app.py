@@ -1,8 +1,11 @@
 """`veil serve`: load everything once, bind the listeners, run one or more worker processes.
 
-Sockets are bound in the parent and inherited by forked workers, so every worker accepts on
-the same ports and both cores serve. The review desk, metrics and periodic jobs run in the
-first worker only.
+Sockets are bound in the parent and inherited by forked workers, so both cores serve. Each
+worker has its own SMTP sockets on the shared ports (SO_REUSEPORT): the kernel spreads new
+connections evenly, where one shared socket would let whichever worker wakes first accept a
+whole burst of them. A restarted worker takes over its predecessor's sockets, which the parent
+keeps open, so connections waiting there are not lost. The review desk, metrics and periodic
+jobs run in the first worker only.
 """
 
 from __future__ import annotations
@@ -22,15 +25,17 @@ from gateway.eventlog import configure, log_event
 
 @dataclass
 class Listeners:
-    outbound: socket.socket
-    inbound: socket.socket
+    outbound: list[socket.socket]  # one per worker (or the same one for all)
+    inbound: list[socket.socket]
     review: socket.socket
 
 
-def bind(address: HostPort) -> socket.socket:
+def bind(address: HostPort, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((address.host, address.port))
     except OSError as error:
@@ -40,6 +45,19 @@ def bind(address: HostPort) -> socket.socket:
     sock.listen(512)
     sock.setblocking(False)
     return sock
+
+
+def bind_for_workers(address: HostPort, workers: int) -> list[socket.socket]:
+    """One listening socket per worker on `address`, or one shared by all where the system
+    cannot spread connections (no SO_REUSEPORT)."""
+    # A plain bind first: it fails if anything, another Veil included, holds the port (sockets
+    # that all set SO_REUSEPORT would share it silently). It also fixes port 0 to one port.
+    probe = bind(address)
+    if workers == 1 or not hasattr(socket, "SO_REUSEPORT"):
+        return [probe] * workers
+    port = probe.getsockname()[1]
+    probe.close()
+    return [bind(HostPort(address.host, port), reuse_port=True) for _ in range(workers)]
 
 
 def validate_for_serving(config: Config) -> dict[str, Any]:
@@ -77,30 +95,31 @@ def tls_context(cert: Any, key: Any) -> ssl.SSLContext:
 def serve(config: Config) -> int:
     configure(config.log_level)
     loaded = validate_for_serving(config)
-    listeners = Listeners(bind(config.outbound.listen), bind(config.inbound.listen),
+    listeners = Listeners(bind_for_workers(config.outbound.listen, config.workers),
+                          bind_for_workers(config.inbound.listen, config.workers),
                           bind(config.review.listen))
     log_event("listening", outbound=str(config.outbound.listen),
               inbound=str(config.inbound.listen), review=str(config.review.listen),
               workers=config.workers)
     if config.workers == 1:
-        asyncio.run(_worker(config, loaded, listeners, first=True))
+        asyncio.run(_worker(config, loaded, listeners, index=0))
         return 0
     return _supervise(config, loaded, listeners)
 
 
 def _supervise(config: Config, loaded: dict[str, Any], listeners: Listeners) -> int:
-    children: dict[int, bool] = {}
+    children: dict[int, int] = {}  # pid -> worker index
 
-    def spawn(first: bool) -> None:
+    def spawn(index: int) -> None:
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             try:
-                asyncio.run(_worker(config, loaded, listeners, first=first))
+                asyncio.run(_worker(config, loaded, listeners, index=index))
             finally:
                 os._exit(0)
-        children[pid] = first
+        children[pid] = index
 
     stopping = False
 
@@ -116,21 +135,21 @@ def _supervise(config: Config, loaded: dict[str, Any], listeners: Listeners) -> 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     for index in range(config.workers):
-        spawn(first=index == 0)
+        spawn(index)
     while children:
         try:
             pid, status = os.wait()
         except ChildProcessError:
             break
-        first = children.pop(pid, False)
+        index = children.pop(pid, 0)
         if not stopping:
             log_event("worker_exited", worker_pid=pid, status=status)
-            spawn(first)
+            spawn(index)
     return 0
 
 
 async def _worker(config: Config, loaded: dict[str, Any], listeners: Listeners,
-                  first: bool) -> None:
+                  index: int) -> None:
     import uvicorn
 
     from gateway.auth.dkim import dns_txt_resolver
@@ -142,14 +161,19 @@ async def _worker(config: Config, loaded: dict[str, Any], listeners: Listeners,
     services = Services(config=config, directory=loaded["directory"], store=store,
                         signer=loaded["signer"], ruleset=loaded["ruleset"],
                         dkim_lookup=dns_txt_resolver())
+    first = index == 0
+    outbound, inbound = listeners.outbound[index], listeners.inbound[index]
+    for other in (*listeners.outbound, *listeners.inbound):
+        if other not in (outbound, inbound):
+            other.close()  # this process's copy only: the parent keeps them for their workers
     loop = asyncio.get_running_loop()
     servers = [
         await loop.create_server(
             smtp_factory(OutboundHandler(services), config, **_smtp_tls(config, "outbound")),
-            sock=listeners.outbound),
+            sock=outbound),
         await loop.create_server(
             smtp_factory(InboundHandler(services), config, **_smtp_tls(config, "inbound")),
-            sock=listeners.inbound),
+            sock=inbound),
     ]
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

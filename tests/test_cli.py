@@ -130,6 +130,40 @@ def test_serve_relays_to_the_spool_and_stops_on_sigterm(tmp_path: Path, workers:
     assert b"jane.doe" not in stderr  # not even the envelope sender
 
 
+def test_workers_share_connections_and_no_second_veil_takes_the_port(tmp_path: Path) -> None:
+    outbound, inbound, review = free_port(), free_port(), free_port()
+    config = configured(tmp_path, outbound={"listen": f"127.0.0.1:{outbound}"},
+                        inbound={"listen": f"127.0.0.1:{inbound}"},
+                        review={"listen": f"127.0.0.1:{review}"})
+    config.write_text("workers = 2\n" + config.read_text())
+    process = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+                               cwd=ROOT, stderr=subprocess.PIPE)
+    try:
+        wait_for(outbound, process)
+        time.sleep(1)  # both workers listening
+        # A burst of connections, as a helpdesk's pool opens them: both workers get some.
+        burst = [socket.create_connection(("127.0.0.1", outbound), timeout=30) for _ in range(16)]
+        for connection in burst:
+            with connection, connection.makefile("rb") as replies:
+                for command in (b"", b"EHLO pool.example\r\n",
+                                b"MAIL FROM:<jane.doe@corp.example>\r\n",
+                                b"RCPT TO:<customer@example.net>\r\n", b"DATA\r\n",
+                                AGENT_MAIL + b".\r\n", b"QUIT\r\n"):
+                    connection.sendall(command)
+                    while (reply := replies.readline())[3:4] == b"-":
+                        pass
+                    assert reply[:1] in (b"2", b"3"), reply
+        second = veil("serve", "--config", str(config))
+        assert second.returncode == 2
+        assert b"cannot listen" in second.stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    lines = [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
+    handled_by = {line["pid"] for line in lines if line.get("event") == "message"}
+    assert len(handled_by) == 2
+
+
 def test_serve_refuses_to_start_on_a_bad_directory(tmp_path: Path) -> None:
     agents = tmp_path / "agents.toml"
     agents.write_text('[[agent]]\nname = "X"\n')
