@@ -45,7 +45,8 @@ _COMBINING = regex.compile(r"\p{M}")
 
 # Invisible characters a reader does not see inside a word: soft hyphen, zero-width space and
 # non-joiner, direction marks, word joiner, byte-order mark. (The zero-width joiner stays: emoji.)
-_INVISIBLE = regex.compile(r"[\u00ad\u200b\u200c\u200e\u200f\u2060-\u2064\ufeff]")
+_INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"
+_INVISIBLE = regex.compile(f"[{_INVISIBLE_CHARS}]")
 
 
 def prepare(text: str) -> str:
@@ -53,9 +54,11 @@ def prepare(text: str) -> str:
     'Ja\u00adne' reads 'Jane') and decomposed accents composed (one character per character)."""
     if text.isascii():
         return text
-    if _INVISIBLE.search(text):
+    # Substring tests and the C normalisation check first: scanning every character with a
+    # regex class costs more than all the rest of the matching.
+    if any(char in text for char in _INVISIBLE_CHARS):
         text = _INVISIBLE.sub("", text)
-    if _COMBINING.search(text):
+    if not unicodedata.is_normalized("NFC", text) and _COMBINING.search(text):
         return unicodedata.normalize("NFC", text)
     return text
 
