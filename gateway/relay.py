@@ -44,9 +44,14 @@ def write_spool(folder: Path, envelope: Envelope, message: bytes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
     sidecar = {"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos)}
-    _write_durably(folder / f"{name}.envelope.json", json.dumps(sidecar).encode())
+    envelope_file = folder / f"{name}.envelope.json"
+    _write_durably(envelope_file, json.dumps(sidecar).encode())
     target = folder / f"{name}.eml"
-    _write_durably(target, message)
+    try:
+        _write_durably(target, message)
+    except OSError:
+        envelope_file.unlink(missing_ok=True)  # no envelope without its message
+        raise
     directory_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory_fd)
@@ -57,11 +62,15 @@ def write_spool(folder: Path, envelope: Envelope, message: bytes) -> Path:
 
 def _write_durably(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a full disk leaves no partial file behind
+        raise
 
 
 def _tls_context() -> ssl.SSLContext:
