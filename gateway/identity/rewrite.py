@@ -155,14 +155,12 @@ def rewrite(message: bytes, mail_from: str, directory: Directory, *,
     return Rewritten(rewritten, new_mail_from, agent, tuple(context.message_ids))
 
 
-_BARE_LF = re.compile(rb"(?<!\r)\n")
-
-
 def _crlf(message: bytes) -> bytes:
     """SMTP line endings: the message leaves with CRLF whatever the submitting client sent."""
     if message.count(b"\n") == message.count(b"\r\n"):
         return message
-    return _BARE_LF.sub(b"\r\n", message)
+    # The same as replacing each LF not after a CR, at C speed (a lone CR is left alone).
+    return message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 @dataclass
