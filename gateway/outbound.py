@@ -16,6 +16,8 @@ from gateway.identity.rewrite import rewrite
 
 
 class MessageSigner(Protocol):
+    id_key: bytes  # a secret of the signer's, which also keys replacement Message-IDs
+
     def sign(self, message: bytes) -> bytes: ...
 
 
@@ -48,7 +50,8 @@ def prepare_outbound(raw: bytes, envelope: Envelope, directory: Directory,
                      id_domain: str) -> Send | HoldLeak | Refused:
     """Every outbound message goes through here, in this order; DKIM signing is last."""
     rewritten = rewrite(raw, envelope.mail_from, directory,
-                        internal_domains=policy.internal_domains, id_domain=id_domain)
+                        internal_domains=policy.internal_domains, id_domain=id_domain,
+                        id_key=signer.id_key)
     if rewritten.agent is None and policy.unknown_sender == "reject":
         return Refused("sender is not a known agent", 550, "5.7.1")
     alias = rewritten.agent.alias_name if rewritten.agent else ""

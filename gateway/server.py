@@ -201,8 +201,8 @@ class OutboundHandler(_Handler):
                 reason=plan.reason, agent_alias=plan.agent_alias)
             return Quarantined(held, plan.reason), {"verdict": "held", "agent": plan.agent_alias,
                                                     "quarantine_id": held}
-        for new, original in plan.message_ids:
-            await asyncio.to_thread(services.store.remember_message_id, new, original)
+        if plan.message_ids:
+            await asyncio.to_thread(services.store.remember_message_ids, plan.message_ids)
         outcome = await deliver(self.config.outbound.next_hop, plan.envelope, plan.message,
                                 tls=self.config.outbound.tls)
         details = {"verdict": "relayed" if isinstance(outcome, Relayed) else _kind(outcome),

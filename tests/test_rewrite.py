@@ -328,3 +328,19 @@ def test_percent_encoded_identity_in_links() -> None:
     message, _ = run(raw)
     assert leaks_in(message, DIRECTORY) == ()
     assert "Hello%20from%20Alex%20Morgan" in decoded_view(message)
+
+
+def test_replacement_ids_are_keyed_hashes_of_the_internal_ones() -> None:
+    raw = (b"From: Jane Doe <jane.doe@corp.example>\r\nTo: c@example.net\r\n"
+           b"Message-ID: <77@helpdesk.corp.example>\r\nReferences: <c1@example.net>\r\n"
+           b" <76@helpdesk.corp.example>\r\n\r\nHello\r\n")
+
+    def ids(key: bytes) -> tuple[tuple[str, str], ...]:
+        return rewrite(raw, "", DIRECTORY, internal_domains=INTERNAL,
+                       id_domain="support.example", id_key=key).message_ids
+
+    assert ids(b"k1") == ids(b"k1")  # the same thread, the same public ids, every time
+    assert {new for new, _ in ids(b"k1")}.isdisjoint(new for new, _ in ids(b"k2"))
+    assert sorted(original for _, original in ids(b"k1")) == ["<76@helpdesk.corp.example>",
+                                                             "<77@helpdesk.corp.example>"]
+    assert all(new.endswith("@support.example>") for new, _ in ids(b"k1"))

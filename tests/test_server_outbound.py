@@ -97,6 +97,27 @@ async def test_replaced_message_id_threads_the_customer_reply(gateway: RunningGa
     assert b"References: <1234.5678@helpdesk.corp.example>" in delivered.data
 
 
+async def test_follow_up_references_the_ids_the_customer_saw(gateway: RunningGateway,
+                                                              relay_sink: Sink) -> None:
+    """The helpdesk's next message in the thread refers to its own internal ids; they leave
+    as the same replacements the first message got, so the customer's client threads them."""
+    await gateway.send_outbound("jane.doe@corp.example", ["customer@example.net"], AGENT_MAIL)
+    first_id = email.message_from_bytes(relay_sink.messages[0].data)["Message-ID"]
+    follow_up = AGENT_MAIL.replace(
+        b"Message-ID: <1234.5678@helpdesk.corp.example>\r\n",
+        b"Message-ID: <1234.9999@helpdesk.corp.example>\r\n"
+        b"In-Reply-To: <1234.5678@helpdesk.corp.example>\r\n"
+        b"References: <c0@example.net>\r\n <1234.5678@helpdesk.corp.example>\r\n")
+    code, text = await gateway.send_outbound("jane.doe@corp.example", ["customer@example.net"],
+                                             follow_up)
+    assert code == 250, text
+    second = email.message_from_bytes(relay_sink.messages[1].data)
+    assert second["In-Reply-To"] == first_id
+    assert second["References"].split() == ["<c0@example.net>", first_id]
+    assert second["Message-ID"] not in (first_id, "<1234.9999@helpdesk.corp.example>")
+    assert b"helpdesk.corp.example" not in relay_sink.messages[1].data
+
+
 UNDECODABLE = (
     b"From: Jane Doe <jane.doe@corp.example>\r\nTo: customer@example.net\r\nSubject: hi\r\n"
     b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=x-no-such-charset\r\n"
@@ -122,8 +143,9 @@ async def test_message_that_would_still_leak_is_refused(gateway: RunningGateway,
 
 async def test_leak_policy_hold_keeps_it_for_review(gateway: RunningGateway,
                                                     relay_sink: Sink) -> None:
-    # In-Reply-To is never rewritten (it names the customer's thread), so this one cannot leave.
-    leaking = (CORPUS / "refused" / "agent_address_in_references.eml").read_bytes()
+    # Prose in In-Reply-To is left as it stands (only a plain list of ids is rewritten), so
+    # this one cannot leave.
+    leaking = (CORPUS / "refused" / "thread_header_prose_naming_agent.eml").read_bytes()
     code, text = await send_through(with_policy(gateway, on_leak="hold"), gateway.dns,
                                     "support@corp.example", ["peter@customer.example"], leaking)
     assert code == 250, text
@@ -232,6 +254,8 @@ async def test_null_sender_bounce_is_relayed(gateway: RunningGateway, relay_sink
 
 
 class BrokenSigner:
+    id_key = b"key"
+
     def sign(self, message: bytes) -> bytes:
         raise RuntimeError("signing bug")
 

@@ -1,6 +1,7 @@
 """Outbound rewriting: every trace of every agent's real identity becomes that agent's alias.
 
-Pure: bytes in, bytes out (no I/O, no clock; new Message-IDs are random). Work happens on the
+Pure: bytes in, bytes out (no I/O, no clock; a new Message-ID is a keyed hash of the old one,
+random without a key). Work happens on the
 original bytes through the MIME tree in gateway/mime.py; only header fields and parts that
 change are re-encoded (rewritten text parts as quoted-printable in their own charset when it
 can hold the alias, else UTF-8), everything else passes through byte for byte. The output has
@@ -24,11 +25,15 @@ word edges, Müller/Mueller alike):
 - X-Originating-IP, X-Mailer, User-Agent, Authentication-Results, ARC and DKIM signatures and
   similar client traces are dropped; Received lines naming an internal host or a private
   address become `from internal (internal [127.0.0.1]) by <id_domain>` with the original date;
-  a Message-ID from an internal domain becomes `<random@id_domain>`, reported in message_ids.
+  a Message-ID from an internal domain becomes `<hash@id_domain>`, reported in message_ids;
+  the same internal ids in In-Reply-To and References become the same replacements, so a
+  follow-up names the ids the customer saw (and threads) rather than internal hosts.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 import ipaddress
 import re
@@ -89,10 +94,11 @@ ADDRESS_HEADERS = frozenset({
     "resent-to", "resent-cc", "resent-reply-to", "mail-followup-to", "mail-reply-to",
 })
 # Structure headers whose text is not prose; handled specially or left alone.
-# In-Reply-To and References carry the customer's ids and must stay for threading; a
-# Content-ID that names an agent is rewritten like text, and so is its cid: reference.
+# In-Reply-To and References (of the message itself) are handled apart: only internal ids
+# change. A Content-ID that names an agent is rewritten like text, and so is its cid: reference.
 STRUCTURE_HEADERS = frozenset({"content-transfer-encoding", "mime-version", "date",
                                "in-reply-to", "references"})
+THREAD_HEADERS = frozenset({"in-reply-to", "references"})
 AVATAR_WORDS = re.compile(r"avatar|headshot|photo|portrait|profile|selfie|picture|foto|"
                           r"gravatar|mugshot|agent[-_ ]?image", re.IGNORECASE)
 QUOTE_START = re.compile(r"^(?:>|On .{0,300} wrote:|Le .{0,300} a écrit|El .{0,300} escribió|"
@@ -120,13 +126,15 @@ def _identify(tree: Tree, mail_from: str, directory: Directory) -> Agent | None:
 
 
 def rewrite(message: bytes, mail_from: str, directory: Directory, *,
-            internal_domains: tuple[str, ...] = (), id_domain: str = "") -> Rewritten:
-    """The message as it may leave: identities replaced, machine traces removed."""
+            internal_domains: tuple[str, ...] = (), id_domain: str = "",
+            id_key: bytes = b"") -> Rewritten:
+    """The message as it may leave: identities replaced, machine traces removed. `id_key`
+    makes replacement Message-IDs the same every time for the same internal id."""
     patterns = patterns_for(directory)
     tree = parse(_crlf(message))
     agent = _identify(tree, mail_from, directory)
     internal = _internal_domains(directory, internal_domains)
-    context = _Context(patterns, agent, internal, id_domain or "veil.invalid")
+    context = _Context(patterns, agent, internal, id_domain or "veil.invalid", id_key)
     edits: list[tuple[int, int, bytes]] = []
     removed: list[Part] = _avatar_parts(tree, agent)
     removed_ids = {_content_id(part) for part in removed} - {""}
@@ -169,6 +177,7 @@ class _Context:
     agent: Agent | None
     internal_domains: frozenset[str]
     id_domain: str
+    id_key: bytes = b""
 
     def __post_init__(self) -> None:
         self.message_ids: list[tuple[str, str]] = []
@@ -284,6 +293,8 @@ def _rewrite_field(raw: bytes, name: str, start: int, end: int, context: _Contex
         return b"" if context.patterns.hits(prepare(decode_words(line))) else None
     if is_root and name in DROPPED_HEADERS:
         return b""
+    if is_root and name in THREAD_HEADERS:
+        return _replaced_thread_ids(raw[start:end], context)
     if name in STRUCTURE_HEADERS:
         return None
     readings = header_readings(raw, start, end)
@@ -405,15 +416,49 @@ def _anonymised_received(value: str, context: _Context) -> bytes | None:
     return (line + (f";\r\n\t{date}" if date else "")).encode("ascii", "replace")
 
 
+def _needs_new_id(message_id: str, context: _Context) -> bool:
+    """An id from an internal host, or one that names an agent."""
+    domain = message_id.strip().strip("<>").rpartition("@")[2].lower()
+    return any(domain == d or domain.endswith("." + d) for d in context.internal_domains) \
+        or bool(context.patterns.hits(prepare(message_id)))
+
+
+def _public_id(original: str, context: _Context) -> str:
+    """The id the world sees for an internal one: a keyed hash, so the same internal id gets
+    the same replacement in every message (threads hold together) and cannot be guessed back."""
+    if context.id_key:
+        token = hmac.new(context.id_key, original.encode("utf-8", "surrogateescape"),
+                         hashlib.sha256).hexdigest()[:32]
+    else:
+        token = uuid.uuid4().hex
+    new = f"<{token}@{context.id_domain}>"
+    if (new, original) not in context.message_ids:
+        context.message_ids.append((new, original))
+    return new
+
+
 def _replaced_message_id(value: str, context: _Context) -> bytes | None:
     original = value.strip()
-    domain = original.strip("<>").rpartition("@")[2].lower()
-    internal = any(domain == d or domain.endswith("." + d) for d in context.internal_domains)
-    if not internal and not context.patterns.hits(prepare(original)):
+    if not _needs_new_id(original, context):
         return None
-    new = f"<{uuid.uuid4().hex}@{context.id_domain}>"
-    context.message_ids.append((new, original))
-    return f"Message-ID: {new}".encode("ascii")
+    return f"Message-ID: {_public_id(original, context)}".encode("ascii")
+
+
+_MESSAGE_ID = re.compile(r"<[^<>\s]*>")
+
+
+def _replaced_thread_ids(field: bytes, context: _Context) -> bytes | None:
+    """In-Reply-To or References with each internal id replaced as its Message-ID was."""
+    text = field.decode("utf-8", "surrogateescape")
+    display, _, value = text.partition(":")
+    ids = _MESSAGE_ID.findall(value)
+    if not any(_needs_new_id(message_id, context) for message_id in ids):
+        return None
+    if _MESSAGE_ID.sub("", value).strip():
+        return None  # not a plain list of ids: left to the leak check
+    new_ids = [_public_id(i, context) if _needs_new_id(i, context) else i for i in ids]
+    folded = "\r\n ".join(new_ids)  # one id per line: long References stay under 998
+    return f"{display.strip()}: {folded}".encode("utf-8", "surrogateescape")
 
 
 # --- bodies --------------------------------------------------------------------------------

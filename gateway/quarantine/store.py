@@ -269,15 +269,17 @@ class QuarantineStore:
         return [tuple(row) for row in self._read(  # type: ignore[misc]
             "SELECT sender, reason, since FROM blocked_senders ORDER BY since DESC")]
 
-    def remember_message_id(self, new: str, original: str) -> None:
+    def remember_message_ids(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """(replacement, original) Message-ID pairs, in one transaction."""
         # Losing a mapping in a power cut costs a reply its threading, never a message: this
         # write is on the path of every outbound message, so it skips the fsync holds need.
         connection = self._connection()
         connection.execute("PRAGMA synchronous=NORMAL")
+        now = time.time()
         try:
             with self._write() as transaction:
-                transaction.execute("INSERT OR REPLACE INTO message_ids VALUES (?, ?, ?)",
-                                    (new, original, time.time()))
+                transaction.executemany("INSERT OR REPLACE INTO message_ids VALUES (?, ?, ?)",
+                                        [(new, original, now) for new, original in pairs])
         finally:
             connection.execute("PRAGMA synchronous=FULL")
 
