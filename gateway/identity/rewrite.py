@@ -1,11 +1,10 @@
 """Outbound rewriting: every trace of every agent's real identity becomes that agent's alias.
 
 Pure: bytes in, bytes out (no I/O, no clock; a new Message-ID is a keyed hash of the old one,
-random without a key). Work happens on the
-original bytes through the MIME tree in gateway/mime.py; only header fields and parts that
-change are re-encoded (rewritten text parts as quoted-printable in their own charset when it
-can hold the alias, else UTF-8), everything else passes through byte for byte. The output has
-CRLF line endings whatever the input had.
+random without a key). Work happens on the original bytes through the MIME tree in
+gateway/mime.py; only header fields and parts that change are re-encoded (rewritten text parts
+as quoted-printable in their own charset when it can hold the alias, else UTF-8), everything
+else passes through byte for byte. The output has CRLF line endings whatever the input had.
 
 `rewrite` never raises, on any input (there is no Unrewritable exception): what it cannot
 rewrite is left in place for the leak check (gateway/identity/leaks.py), which decodes the final
