@@ -14,13 +14,14 @@ import re
 import ssl
 import time
 import uuid
+
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiosmtplib
 
-from collections.abc import Iterator
-
 from gateway.envelope import Envelope, Refused, Relayed, Retry
+from gateway.lineends import only_crlf
 
 NEXT_HOP_TIMEOUT = 60.0
 _PASSED_OPTIONS = ("BODY=", "SMTPUTF8")
@@ -146,8 +147,7 @@ _ANY_LINE_END = re.compile(rb"\r\n|\n|\r")
 def transparent_pieces(message: bytes) -> Iterator[bytes | memoryview]:
     """The message as SMTP DATA sends it (RFC 5321 4.5.2): CRLF line ends, a dot doubled at
     the start of a line, the final ".". Views into the message, not copies of it."""
-    line_ends = message.count(b"\r\n")
-    if message.count(b"\r") != line_ends or message.count(b"\n") != line_ends:
+    if not only_crlf(message):
         message = _ANY_LINE_END.sub(b"\r\n", message)  # bare CR or LF: rare, so copying is fine
     view = memoryview(message)
     start = 0

@@ -1,5 +1,6 @@
 """Next-hop delivery against real SMTP servers on loopback."""
 
+import asyncio
 import json
 import socket
 from pathlib import Path
@@ -85,6 +86,34 @@ async def test_data_4xx_is_a_retry_and_5xx_a_refusal() -> None:
             sink.server.close()
         assert isinstance(outcome, kind) and outcome.code == code
         assert outcome.status == answer.split()[1]
+
+
+async def refusing_data_command(answer: bytes) -> asyncio.base_events.Server:
+    """A next hop that accepts the envelope and answers the DATA command itself with `answer`."""
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 hop ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            writer.write(answer if verb == b"DATA" else
+                         b"221 bye\r\n" if verb == b"QUIT" else b"250 ok\r\n")
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(session, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(("answer", "kind", "code"), [(b"451 4.3.0 busy\r\n", Retry, 451),
+                                                      (b"554 5.5.1 no\r\n", Refused, 554)])
+async def test_data_command_refused_is_a_retry_or_refusal(answer: bytes, kind: type,
+                                                          code: int) -> None:
+    server = await refusing_data_command(answer)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        outcome = await deliver(f"smtp://127.0.0.1:{port}",
+                                Envelope("a@x.example", ("b@y.example",)), MESSAGE)
+    finally:
+        server.close()
+    assert isinstance(outcome, kind) and outcome.code == code
 
 
 async def test_recipients_are_answered_one_by_one() -> None:

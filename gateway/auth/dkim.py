@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import dkim
+import dkim.canonicalization
 import dkim.crypto
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from gateway.config import ConfigError, DkimConfig
+from gateway.lineends import crlf
 
 # Header fields signed when present; From is listed twice so no second From can be added.
 SIGNED_HEADERS = (b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"reply-to",
@@ -87,16 +89,12 @@ dkim.parse_pem_private_key = functools.lru_cache(maxsize=16)(dkim.parse_pem_priv
 # a third of the signing time. This equivalent version touches only what relaxed changes and
 # leaves a body that is already canonical uncopied. tests/test_dkim.py checks it against
 # dkimpy's own on generated bodies.
-import dkim.canonicalization  # noqa: E402  (after the RSA seam, which must load first)
-
 if not hasattr(dkim.canonicalization.Relaxed, "canonicalize_body"):
     raise ImportError("dkimpy no longer has Relaxed.canonicalize_body; update gateway/auth/dkim.py")
 dkimpy_relaxed_body = dkim.canonicalization.Relaxed.canonicalize_body
 
 _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
 _WSP_TO_COMPRESS = re.compile(rb"\t[\t ]*| [\t ]+")  # a lone space is already canonical
-
-
 # Single literals, which re scans for at C speed (a class like [\t ] is tried at every space).
 _NEEDS_TRAILING_STRIP = tuple(re.compile(literal) for literal in (b" \r\n", b"\t\r\n"))
 _NEEDS_COMPRESSING = tuple(re.compile(literal) for literal in (b"\t", b"  "))
@@ -128,14 +126,6 @@ dkim.canonicalization.Relaxed.canonicalize_body = staticmethod(relaxed_body)
 
 # --- signing -------------------------------------------------------------------------------
 
-def _normalise_lines(message: bytes) -> bytes:
-    """CRLF everywhere: dkimpy signs what it is given, and the wire is CRLF. Messages that are
-    already CRLF (all that Veil writes) are not copied: large messages stay one copy."""
-    if message.count(b"\n") == message.count(b"\r\n"):
-        return message
-    return message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
 class Signer:
     """Signs with one key; rsa-sha256 or ed25519-sha256 chosen from the key itself."""
 
@@ -161,7 +151,7 @@ class Signer:
 
     def sign(self, message: bytes) -> bytes:
         """The message with a DKIM-Signature header prepended; nothing else changes."""
-        message = _normalise_lines(message)
+        message = crlf(message)  # dkimpy signs what it is given; the wire is CRLF
         # dkimpy parses only the header block; the body goes in as a view, not a copy.
         head_end = message.find(b"\r\n\r\n")
         head_end = len(message) if head_end < 0 else head_end + 4
@@ -287,7 +277,7 @@ def _signature_tags(header_value: bytes) -> dict[bytes, bytes]:
 async def verify_dkim(message: bytes, lookup: DnsTxtLookup) -> tuple[DkimResult, ...]:
     """Every DKIM signature's result. DNS is fetched first, asynchronously; dkimpy then
     verifies from those answers. Never raises on hostile input."""
-    message = _normalise_lines(message)
+    message = crlf(message)  # dkimpy signs what it is given; the wire is CRLF
     try:
         parsed = dkim.DKIM(message, linesep=b"\r\n")
         signatures = [value for name, value in parsed.headers

@@ -45,6 +45,7 @@ from urllib.parse import quote, unquote
 
 from gateway.config import Agent, Directory
 from gateway.identity.patterns import IdentityPatterns, patterns_for, prepare
+from gateway.lineends import crlf
 from gateway.mime import (
     CONTENT_LINE_TYPES,
     Part,
@@ -130,7 +131,7 @@ def rewrite(message: bytes, mail_from: str, directory: Directory, *,
     """The message as it may leave: identities replaced, machine traces removed. `id_key`
     makes replacement Message-IDs the same every time for the same internal id."""
     patterns = patterns_for(directory)
-    tree = parse(_crlf(message))
+    tree = parse(crlf(message))
     agent = _identify(tree, mail_from, directory)
     internal = _internal_domains(directory, internal_domains)
     context = _Context(patterns, agent, internal, id_domain or "veil.invalid", id_key)
@@ -160,14 +161,6 @@ def rewrite(message: bytes, mail_from: str, directory: Directory, *,
     rewritten = _apply(tree.raw, edits)
     new_mail_from = _rewrite_envelope_sender(mail_from, directory)
     return Rewritten(rewritten, new_mail_from, agent, tuple(context.message_ids))
-
-
-def _crlf(message: bytes) -> bytes:
-    """SMTP line endings: the message leaves with CRLF whatever the submitting client sent."""
-    if message.count(b"\n") == message.count(b"\r\n"):
-        return message
-    # The same as replacing each LF not after a CR, at C speed (a lone CR is left alone).
-    return message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 @dataclass
@@ -451,11 +444,11 @@ def _replaced_thread_ids(field: bytes, context: _Context) -> bytes | None:
     text = field.decode("utf-8", "surrogateescape")
     display, _, value = text.partition(":")
     ids = _MESSAGE_ID.findall(value)
-    if not any(_needs_new_id(message_id, context) for message_id in ids):
-        return None
-    if _MESSAGE_ID.sub("", value).strip():
-        return None  # not a plain list of ids: left to the leak check
-    new_ids = [_public_id(i, context) if _needs_new_id(i, context) else i for i in ids]
+    internal = [_needs_new_id(message_id, context) for message_id in ids]
+    if not any(internal) or _MESSAGE_ID.sub("", value).strip():
+        return None  # nothing internal, or not a plain list of ids (left to the leak check)
+    new_ids = [_public_id(message_id, context) if replace_it else message_id
+               for message_id, replace_it in zip(ids, internal)]
     folded = "\r\n ".join(new_ids)  # one id per line: long References stay under 998
     return f"{display.strip()}: {folded}".encode("utf-8", "surrogateescape")
 
