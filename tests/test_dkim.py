@@ -202,3 +202,13 @@ def test_load_signer_explains_missing_or_bad_keys(tmp_path: Path) -> None:
     bad.write_text("not a key")
     with pytest.raises(ConfigError, match="PEM"):
         load_signer(DkimConfig(private_key=bad))
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(st.integers(min_value=0, max_value=2 ** 2100), st.integers(min_value=-1, max_value=300))
+def test_integer_conversions_match_dkimpys(number: int, length: int) -> None:
+    from gateway.auth.dkim import bytes_to_int, dkimpy_int2str, dkimpy_str2int, int_to_bytes
+    expected = dkimpy_int2str(number, length)
+    assert int_to_bytes(number, length) == expected
+    assert type(int_to_bytes(number, length)) is type(expected)
+    assert bytes_to_int(bytes(expected)) == dkimpy_str2int(bytes(expected))

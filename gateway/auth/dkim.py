@@ -77,6 +77,35 @@ def _fast_rsassa_sign(hash_object: Any, private_key: dict[str, int]) -> bytes:
 
 dkim.RSASSA_PKCS1_v1_5_sign = _fast_rsassa_sign
 
+# dkimpy's own check of every signature converts between integers and bytes one byte per loop
+# iteration: slower than the OpenSSL signature itself. The same conversions in C; its RSA
+# arithmetic (pow) and its comparison of the digests stay its own.
+if not (callable(getattr(dkim.crypto, "int2str", None)) and
+        callable(getattr(dkim.crypto, "str2int", None))):
+    raise ImportError("dkimpy no longer has crypto.int2str/str2int; update gateway/auth/dkim.py")
+dkimpy_int2str = dkim.crypto.int2str
+dkimpy_str2int = dkim.crypto.str2int
+
+
+def int_to_bytes(number: int, length: int = -1) -> bytearray:
+    """dkimpy's int2str: big-endian, at least one byte; exactly `length` bytes when given
+    (the low ones, as dkimpy keeps them)."""
+    assert number >= 0
+    if length < 0:
+        length = max(1, (number.bit_length() + 7) // 8)
+    else:
+        number &= (1 << (8 * length)) - 1
+    return bytearray(number.to_bytes(length, "big"))
+
+
+def bytes_to_int(data: bytes | bytearray) -> int:
+    """dkimpy's str2int: a big-endian unsigned integer."""
+    return int.from_bytes(data, "big")
+
+
+dkim.crypto.int2str = int_to_bytes
+dkim.crypto.str2int = bytes_to_int
+
 # dkimpy parses the PEM key (pure-Python ASN.1) on every signature, about as slow as the RSA
 # step itself; the parsed key is a plain dict of numbers, so parse each key once.
 if not callable(getattr(dkim, "parse_pem_private_key", None)):
