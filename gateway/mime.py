@@ -13,6 +13,7 @@ import codecs
 import quopri
 import re
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from email import policy as email_policy
 from email.errors import MessageError
 from email.header import decode_header, make_header
@@ -32,34 +33,84 @@ class Part:
     body_start: int
     end: int
     fields: list[tuple[str, int, int]]  # (lower-case name, start, end) of each header field
-    headers: Message
+    header_items: list[tuple[str, str]]  # (name, value) of each field as email's compat32 reads it
     depth: int
     children: list[Part] = field(default_factory=list)
     index: str = "1"
 
-    @property
+    @cached_property
+    def headers(self) -> Message:
+        """The header block as email's compat32 parser gives it (built only when asked)."""
+        message = Message()
+        for name, value in self.header_items:
+            message.set_raw(name, value)
+        return message
+
+    def _first(self, name: str) -> str | None:
+        return next((value for field_name, value in self.header_items
+                     if field_name.lower() == name), None)
+
+    @cached_property
     def content_type(self) -> str:
-        return self.headers.get_content_type()
+        return _content_type_facts(self._first("content-type"))[0]
 
     @property
     def is_multipart(self) -> bool:
         return self.content_type.startswith("multipart/")
 
-    @property
+    @cached_property
     def transfer_encoding(self) -> str:
-        return str(self.headers.get("content-transfer-encoding", "7bit")).strip().lower()
+        return _transfer_encoding(self._first("content-transfer-encoding"))
 
-    @property
+    @cached_property
     def charset(self) -> str | None:
-        value = self.headers.get_content_charset()
-        return str(value) if value else None
+        return _content_type_facts(self._first("content-type"))[1]
+
+    @cached_property
+    def boundary(self) -> str | tuple[str, str, str] | None:
+        return _content_type_facts(self._first("content-type"))[2]
 
     def filename(self) -> str | None:
-        try:
-            name = self.headers.get_filename()
-        except (LookupError, ValueError, TypeError):
-            return None
-        return decode_words(name) if name else None
+        return _filename(self._first("content-disposition"), self._first("content-type"))
+
+
+# What the parts need from their header values, computed by email's own Message methods on a
+# message holding just that field (they read only the first such field), once per value.
+
+def _holding(name: str, value: str | None) -> Message:
+    message = Message()
+    if value is not None:
+        message.set_raw(name, value)
+    return message
+
+
+@lru_cache(maxsize=2048)
+def _content_type_facts(value: str | None
+                        ) -> tuple[str, str | None, str | tuple[str, str, str] | None]:
+    """(media type, charset, boundary parameter) of a Content-Type value, as email reads them."""
+    message = _holding("Content-Type", value)
+    charset = message.get_content_charset()
+    boundary = message.get_param("boundary")
+    return (message.get_content_type(), str(charset) if charset else None,
+            boundary if isinstance(boundary, (str, tuple)) else None)
+
+
+@lru_cache(maxsize=256)
+def _transfer_encoding(value: str | None) -> str:
+    return str(_holding("Content-Transfer-Encoding", value).get(
+        "content-transfer-encoding", "7bit")).strip().lower()
+
+
+@lru_cache(maxsize=1024)
+def _filename(disposition: str | None, content_type: str | None) -> str | None:
+    message = _holding("Content-Disposition", disposition)
+    if content_type is not None:
+        message.set_raw("Content-Type", content_type)
+    try:
+        name = message.get_filename()
+    except (LookupError, ValueError, TypeError):
+        return None
+    return decode_words(name) if name else None
 
 
 @dataclass
@@ -124,16 +175,19 @@ def _parse_part(raw: bytes, start: int, end: int, depth: int, index: str,
     counter[0] += 1
     header_end, body_start = _header_end(raw, start, end)
     fields = _fields(raw, start, header_end)
-    headers = _HEADER_PARSER.parsebytes(raw[start:header_end] + b"\r\n")
-    if headers.defects:
-        defects.append(f"part {index}: malformed headers")
-    part = Part(start, body_start, end, fields, headers, depth, index=index)
+    items = _plain_header_items(raw, fields, start, header_end)
+    if items is None:
+        headers = _HEADER_PARSER.parsebytes(raw[start:header_end] + b"\r\n")
+        if headers.defects:
+            defects.append(f"part {index}: malformed headers")
+        items = list(headers.raw_items())
+    part = Part(start, body_start, end, fields, items, depth, index=index)
     if depth >= MAX_DEPTH or counter[0] >= MAX_PARTS:
         if part.is_multipart or part.content_type == "message/rfc822":
             defects.append(f"part {index}: nested too deeply")
         return part
     if part.is_multipart:
-        boundary = headers.get_param("boundary")
+        boundary = part.boundary
         if not isinstance(boundary, str) or not boundary:
             defects.append(f"part {index}: multipart without boundary")
             return part
@@ -144,6 +198,33 @@ def _parse_part(raw: bytes, start: int, end: int, depth: int, index: str,
         part.children = [_parse_part(raw, body_start, end, depth + 1, f"{index}.1", defects,
                                      counter)]
     return part
+
+
+_PLAIN_FIELD_START = re.compile(rb"[!-9;-~]+:")
+# Characters str.splitlines (which email's parser uses) breaks lines at and bytes.splitlines
+# does not: a block holding one is left to email's parser.
+_OTHER_LINE_BREAKS = tuple(bytes([code]) for code in (0x0B, 0x0C, 0x1C, 0x1D, 0x1E))
+
+
+def _plain_header_items(raw: bytes, fields: list[tuple[str, int, int]], start: int,
+                        end: int) -> list[tuple[str, str]] | None:
+    """(name, value) of each field exactly as email's compat32 parser reads them, for a block
+    that parser reads without any defect: ASCII, every line a field or a continuation of one.
+    None for any other block, which email's parser then reads (and reports on)."""
+    block = raw[start:end]
+    if not block.isascii() or any(char in block for char in _OTHER_LINE_BREAKS):
+        return None
+    items: list[tuple[str, str]] = []
+    for _, field_start, field_end in fields:
+        name = _PLAIN_FIELD_START.match(raw, field_start, field_end)
+        if name is None:
+            return None  # a stray line, a name with spaces, a "From " line: not plain
+        text = raw[field_start:field_end].decode("ascii")
+        colon = name.end() - field_start - 1
+        # As compat32's header_source_parse: the value after the colon, left-stripped, with
+        # its continuation lines, without the final line end.
+        items.append((text[:colon], text[colon + 1:].lstrip(" \t").rstrip("\r\n")))
+    return items
 
 
 def _delimiters(raw: bytes, boundary: bytes, start: int, end: int) -> list[tuple[int, int, bool]]:

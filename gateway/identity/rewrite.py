@@ -733,7 +733,7 @@ def _avatar_parts(tree: Tree, agent: Agent | None) -> list[Part]:
 
 def _removal_span(raw: bytes, parent: Part, child: Part) -> tuple[int, int, bytes]:
     """From the delimiter line before `child` to the end of its body."""
-    boundary = str(parent.headers.get_param("boundary") or "").strip('"').encode()
+    boundary = str(parent.boundary or "").strip('"').encode()
     delimiter = raw.rfind(b"--" + boundary, parent.body_start, child.start)
     start = delimiter if delimiter != -1 else child.start
     if raw[start - 2:start] == b"\r\n":

@@ -1,0 +1,59 @@
+"""The MIME tree's own reading of header blocks agrees with email's compat32 parser."""
+
+from __future__ import annotations
+
+from email import policy as email_policy
+from email.parser import BytesHeaderParser
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.mime import _fields, _header_end, _plain_header_items, parse
+
+EMAIL_PARSER = BytesHeaderParser(policy=email_policy.compat32)
+
+PIECES = st.sampled_from([
+    b"Content-Type", b"content-type", b"Subject", b"From", b"X-Odd_Name.1", b"From ", b":",
+    b": ", b" ", b"\t", b"\r\n", b"\n", b"\r", b"text/plain; charset=utf-8", b"=?utf-8?q?x?=",
+    b'"quoted; value"', b"\xe9", b"\x0b", b"\x0c", b"\x1c", b"a", b"b c", b";", b"=", b"*",
+    b"boundary=\"x\"", b"filename*=utf-8''J%C3%A9", b"name"])
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None)
+@given(st.lists(PIECES, max_size=24).map(b"".join))
+def test_plain_header_items_are_what_email_reads(block: bytes) -> None:
+    header_end, _ = _header_end(block, 0, len(block))
+    fields = _fields(block, 0, header_end)
+    items = _plain_header_items(block, fields, 0, header_end)
+    parsed = EMAIL_PARSER.parsebytes(block[:header_end] + b"\r\n")
+    if items is not None:
+        assert not parsed.defects
+        assert items == list(parsed.raw_items())
+
+
+@settings(max_examples=1000, derandomize=True, deadline=None)
+@given(st.lists(PIECES, max_size=24).map(b"".join))
+def test_part_facts_are_emails(block: bytes) -> None:
+    message = block + b"\r\n\r\nbody\r\n"
+    root = parse(message).root
+    parsed = EMAIL_PARSER.parsebytes(message[:root.body_start] + b"\r\n")
+    assert root.content_type == parsed.get_content_type()
+    charset = parsed.get_content_charset()
+    assert root.charset == (str(charset) if charset else None)
+    assert root.transfer_encoding == str(parsed.get("content-transfer-encoding",
+                                                    "7bit")).strip().lower()
+    try:
+        filename = parsed.get_filename()
+    except (LookupError, ValueError, TypeError):
+        filename = None
+    assert (root.filename() is None) == (not filename)
+    assert list(root.headers.raw_items()) == list(parsed.raw_items())
+
+
+def test_plain_blocks_take_the_fast_reading_and_others_do_not() -> None:
+    plain = b"From: a@b\r\nSubject: hi\r\n  there\r\nContent-Type: text/plain\r\n"
+    assert _plain_header_items(plain, _fields(plain, 0, len(plain)), 0, len(plain)) == [
+        ("From", "a@b"), ("Subject", "hi\r\n  there"), ("Content-Type", "text/plain")]
+    for odd in (b"Subject : hi\r\n", b" folded first\r\nA: b\r\n", b"A: \xe9\r\n",
+                b"A: b\x0bc\r\n", b"no colon here\r\n", b"From someone\r\nA: b\r\n"):
+        assert _plain_header_items(odd, _fields(odd, 0, len(odd)), 0, len(odd)) is None
