@@ -106,6 +106,42 @@ def _digits(text: str) -> str:
 _PHONE_LIKE = re.compile(r"[0-9][0-9 \t().\-/\u00a0]{4,24}[0-9](?![0-9])")
 
 
+_PHONE_RUN = re.compile(r"[0-9 \t().\-/\u00a0]*")  # the characters a phone-like match is made of
+_DIGIT_CHARS = "0123456789"
+_FEW_DIGITS = 64
+
+
+def _phone_like(text: str) -> list[re.Match[str]]:
+    """What _PHONE_LIKE.finditer(text) finds, without running the regex over text that holds
+    no digit (scanning for its first character costs more than all the rest of the matching).
+
+    A match starts at a digit and lies inside one run of phone characters, and the regex reads
+    nothing outside that run, so searching each run that holds a digit from its first digit to
+    its end finds exactly the matches a search of the whole text finds there."""
+    if len(text) < 256:
+        return list(_PHONE_LIKE.finditer(text))  # a header field: the regex alone is quicker
+    positions: list[int] = []
+    for digit in _DIGIT_CHARS:  # str.find looks for one character at memchr speed
+        position = text.find(digit)
+        while position != -1:
+            if len(positions) == _FEW_DIGITS:
+                return list(_PHONE_LIKE.finditer(text))  # digits everywhere: one regex pass
+            positions.append(position)
+            position = text.find(digit, position + 1)
+    if len(positions) < 2:
+        return []  # a match starts and ends with a digit
+    positions.sort()
+    found: list[re.Match[str]] = []
+    run_end = 0
+    for position in positions:
+        if position < run_end:
+            continue  # inside a run already searched
+        run = _PHONE_RUN.match(text, position)
+        run_end = run.end() if run else position + 1
+        found.extend(_PHONE_LIKE.finditer(text, position, run_end))
+    return found
+
+
 def _same_number(found: str, phone: str) -> bool:
     """Same number when the last nine digits agree (country code and trunk prefix vary)."""
     if len(phone) < 9 or len(found) < 9:
@@ -170,6 +206,7 @@ class IdentityPatterns:
             self.automaton.make_automaton()
         self.phones: list[tuple[str, Agent]] = [
             (_digits(phone), agent) for agent in directory.agents for phone in agent.phones]
+        self._remembered: dict[str, tuple[Hit, ...]] = {}
         self._by_last_nine: dict[str, Agent] = {}
         self._by_short_number: dict[str, Agent] = {}
         for number, owner in reversed(self.phones):
@@ -182,6 +219,18 @@ class IdentityPatterns:
         """Every identity in `text` (as given: callers pass `prepare`d text), in order."""
         if not text:
             return []
+        if len(text) > _REMEMBERED_LENGTH:
+            return self._hits(text)
+        # Header fields and names come back many times (rewrite, then the leak check on the
+        # same field, and the same From line in every message of an agent): scanned once.
+        remembered = self._remembered.get(text)
+        if remembered is None:
+            if len(self._remembered) >= _REMEMBERED_TEXTS:
+                self._remembered.clear()
+            remembered = self._remembered[text] = tuple(self._hits(text))
+        return list(remembered)
+
+    def _hits(self, text: str) -> list[Hit]:
         found: list[Hit] = []
         if len(self.automaton):
             folded = fold_text(text)
@@ -224,7 +273,7 @@ class IdentityPatterns:
         if not self.phones:
             return []
         hits: list[Hit] = []
-        for match in _PHONE_LIKE.finditer(text):
+        for match in _phone_like(text):
             start = match.start()
             if start > 0 and text[start - 1] == "(":
                 start -= 1
@@ -271,6 +320,8 @@ class IdentityPatterns:
         return "".join(pieces), hits
 
 
+_REMEMBERED_LENGTH = 1024  # texts up to this long have their hits remembered
+_REMEMBERED_TEXTS = 4096  # at most this many (forgotten all at once when full)
 _FILENAME_SEPARATORS = str.maketrans("._-+~", "     ")
 
 
