@@ -209,17 +209,18 @@ _OTHER_LINE_BREAKS = tuple(bytes([code]) for code in (0x0B, 0x0C, 0x1C, 0x1D, 0x
 def _plain_header_items(raw: bytes, fields: list[tuple[str, int, int]], start: int,
                         end: int) -> list[tuple[str, str]] | None:
     """(name, value) of each field exactly as email's compat32 parser reads them, for a block
-    that parser reads without any defect: ASCII, every line a field or a continuation of one.
-    None for any other block, which email's parser then reads (and reports on)."""
+    that parser reads without any defect: every line a field or a continuation of one (8-bit
+    bytes read as surrogate escapes, as that parser reads them). None for any other block,
+    which email's parser then reads (and reports on)."""
     block = raw[start:end]
-    if not block.isascii() or any(char in block for char in _OTHER_LINE_BREAKS):
+    if any(char in block for char in _OTHER_LINE_BREAKS):
         return None
     items: list[tuple[str, str]] = []
     for _, field_start, field_end in fields:
         name = _PLAIN_FIELD_START.match(raw, field_start, field_end)
         if name is None:
             return None  # a stray line, a name with spaces, a "From " line: not plain
-        text = raw[field_start:field_end].decode("ascii")
+        text = raw[field_start:field_end].decode("ascii", "surrogateescape")
         colon = name.end() - field_start - 1
         # As compat32's header_source_parse: the value after the colon, left-stripped, with
         # its continuation lines, without the final line end.
@@ -322,6 +323,8 @@ def decode_text(data: bytes, charset: str | None) -> tuple[str, bool]:
 def decode_words(value: str) -> str:
     """An RFC 2047 header value as text; never raises. An unknown or wrong charset in an
     encoded word is read as UTF-8, then Latin-1, so the words inside are still seen."""
+    if "=?" not in value:
+        return value  # no encoded word: email gives the value back as it is
     try:
         return str(make_header(decode_header(value)))
     except (LookupError, ValueError, UnicodeError, binascii.Error, AssertionError,

@@ -54,6 +54,17 @@ def test_plain_blocks_take_the_fast_reading_and_others_do_not() -> None:
     plain = b"From: a@b\r\nSubject: hi\r\n  there\r\nContent-Type: text/plain\r\n"
     assert _plain_header_items(plain, _fields(plain, 0, len(plain)), 0, len(plain)) == [
         ("From", "a@b"), ("Subject", "hi\r\n  there"), ("Content-Type", "text/plain")]
-    for odd in (b"Subject : hi\r\n", b" folded first\r\nA: b\r\n", b"A: \xe9\r\n",
+    assert _plain_header_items(b"A: \xe9\r\n", [("a", 0, 7)], 0, 7) == [("A", "\udce9")]
+    for odd in (b"Subject : hi\r\n", b" folded first\r\nA: b\r\n",
                 b"A: b\x0bc\r\n", b"no colon here\r\n", b"From someone\r\nA: b\r\n"):
         assert _plain_header_items(odd, _fields(odd, 0, len(odd)), 0, len(odd)) is None
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None)
+@given(st.text(st.sampled_from("ab =?_\t\r\n\udce9é\u2028;\"'"), max_size=30))
+def test_decode_words_without_encoded_words_is_emails_reading(value: str) -> None:
+    from email.header import decode_header, make_header
+
+    from gateway.mime import decode_words
+    if "=?" not in value:
+        assert decode_words(value) == str(make_header(decode_header(value)))

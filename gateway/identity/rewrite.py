@@ -38,6 +38,7 @@ import ipaddress
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from email.header import Header
 from email.message import Message
 from email.utils import formataddr, getaddresses, parseaddr
@@ -268,6 +269,7 @@ def _rewrite_headers(raw: bytes, part: Part, context: _Context, *, is_root: bool
     return block + newline
 
 
+@lru_cache(maxsize=256)
 def _with_charset(field: bytes, charset: str) -> bytes:
     message = Message()
     _, _, value = field.partition(b":")
@@ -291,7 +293,8 @@ def _rewrite_field(raw: bytes, name: str, start: int, end: int, context: _Contex
         return None
     readings = header_readings(raw, start, end)
     # Of two readings of 8-bit bytes, rewrite the one in which more identity shows.
-    value = max(readings, key=lambda reading: len(context.patterns.hits(prepare(reading))))
+    value = readings[0] if len(readings) == 1 else \
+        max(readings, key=lambda reading: len(context.patterns.hits(prepare(reading))))
     display = raw[start:end].split(b":", 1)[0].decode("ascii", "replace").strip()
     if is_root and name == "received":
         return _anonymised_received(value, context)
@@ -364,6 +367,8 @@ def _fold_list(display: str, items: list[str]) -> bytes:
 
 def _rewrite_params(display: str, value: str, context: _Context) -> bytes | None:
     """File names (RFC 2231 or encoded words) in Content-Type / Content-Disposition."""
+    if "name" not in value.lower():
+        return None  # neither a name nor a filename parameter (nor name*0*=...)
     message = Message()
     message[display] = re.sub(r"\s+", " ", value).strip()
     changed = False
