@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.bench_rewrite import directory as bench_directory
+from gateway.config import load_directory
 from gateway.identity import patterns
-from gateway.identity.patterns import _PHONE_LIKE, _phone_like
+from gateway.identity.patterns import (_PHONE_LIKE, IdentityPatterns, _phone_like, fold_text,
+                                       patterns_for, prepare)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PHONE_TEXT = st.lists(st.sampled_from(["0", "1", "5", "9", " ", "\t", "(", ")", ".", "-", "/",
                                        "\u00a0", "+", "a", "x", "\n", "٣", "555 010 ",
@@ -33,3 +41,55 @@ def test_phone_like_with_many_digits_uses_the_full_regex(monkeypatch) -> None:
 def test_text_without_two_digits_has_no_phone() -> None:
     assert _phone_like("no digits at all" * 20) == []
     assert _phone_like("just 1 digit" + " words" * 50) == []
+
+
+# Pieces that make names, addresses, their edges and their look-alikes.
+NAME_PIECES = st.sampled_from([
+    "Jane", "jane", "JANE", "Doe", "doe", "Janie", "J.", "J. Doe", "Doe, Jane", "jane.doe",
+    "jdoe", "@corp.example", "jane.doe@corp.example", "José", "Jose", "Álvarez", "alvarez",
+    "Pepe", "Mark", "mark", "Young", "Müller", "Mueller", "please", "does", "Lea", "Léa",
+    " ", "  ", "\t", "\n", "\r\n", ".", ",", "@", "+", "-", "_", "'", "’", "—", "\u00a0",
+    "<b>", ">", "(", "é", "\u0301", "ß", "Ｊａｎｅ", "Жанна", "x", "1", "555 010 7788",
+    "Alias3", "Person"])
+
+
+@pytest.fixture(scope="module")
+def scanners() -> list[IdentityPatterns]:
+    return [patterns_for(load_directory(ROOT / "agents.toml")), patterns_for(bench_directory(50))]
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None)
+@given(st.lists(NAME_PIECES, max_size=20).map("".join))
+def test_anchored_scan_finds_what_the_full_scan_finds(scanners: list[IdentityPatterns],
+                                                      text: str) -> None:
+    for scanner in scanners:
+        for padded in (text, text + " and so on" * 30):  # a few characters beyond ASCII
+            folded = fold_text(prepare(padded))
+            anchored = scanner._anchored_candidates(folded)
+            if anchored is None:
+                continue  # mostly beyond ASCII: the full scan is what runs
+            assert _accepted(scanner, padded, anchored) == _accepted(
+                scanner, padded, list(scanner._all_candidates(folded)))
+
+
+def _accepted(scanner: IdentityPatterns, text: str, candidates: list) -> list:
+    original = scanner._anchored_candidates
+    scanner._anchored_candidates = lambda folded: candidates  # type: ignore[method-assign]
+    try:
+        return scanner._hits(prepare(text))
+    finally:
+        scanner._anchored_candidates = original  # type: ignore[method-assign]
+
+
+def test_anchored_scan_skips_keys_inside_words(scanners: list[IdentityPatterns]) -> None:
+    scanner = scanners[1]
+    text = "please let us know if the parcel has not arrived, undoes nothing"
+    assert [] == scanner._anchored_candidates(fold_text(text))
+    assert len(list(scanner._all_candidates(fold_text(text)))) >= 2  # lea, doe
+    assert scanner._hits("Best regards, Léa") and scanner._hits("write to lea")
+
+
+def test_mostly_non_ascii_text_takes_the_full_scan(scanners: list[IdentityPatterns]) -> None:
+    text = "Жанна " * 20 + "Jane Doe"
+    assert scanners[0]._anchored_candidates(fold_text(text)) is None
+    assert [hit.kind for hit in scanners[0].hits(text)] == ["name"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -64,6 +65,14 @@ def prepare(text: str) -> str:
 
 
 _NON_ASCII = regex.compile(r"[^\x00-\x7f]+")
+# Every ASCII character that is no letter or digit reads as a space (one for one: spans stay).
+_ASCII_EDGES = {code: " " for code in range(128) if not chr(code).isalnum()}
+_MOSTLY_ASCII = 16  # the anchored scan takes text with at most 1 in 16 characters beyond ASCII
+
+
+def _as_edges(text: str) -> str:
+    """`text` with every character that is no letter or digit as a space."""
+    return "".join(char if char.isalnum() else " " for char in text)
 
 
 def fold_text(text: str) -> str:
@@ -82,6 +91,11 @@ class Target:
     agent: Agent
     replacement: str
     strict_case: bool = False  # a common word: only a capitalised occurrence is a name
+
+
+def _found_anywhere(target: Target) -> bool:
+    """A whole address is identity wherever it stands, even glued to letters."""
+    return target.kind == "address" and "@" in target.replacement
 
 
 @dataclass(frozen=True)
@@ -204,6 +218,23 @@ class IdentityPatterns:
             self.automaton.add_word(key, (len(key), tuple(targets)))
         if entries:
             self.automaton.make_automaton()
+        # The same keys for the word-anchored scan (see _anchored_candidates): a key that must
+        # start a word is looked for as " " + its letters in the text with every character
+        # that is no letter or digit read as a space; a whole address, found even glued to
+        # letters, is looked for as it is, in text that holds an "@".
+        self._anchored = ahocorasick.Automaton()
+        self._anywhere = ahocorasick.Automaton()
+        anchored: dict[str, dict[str, tuple[Target, ...]]] = {}
+        for key, targets in entries.items():
+            if _found_anywhere(targets[0]):
+                self._anywhere.add_word(key, (len(key), tuple(targets)))
+            else:
+                anchored.setdefault(" " + _as_edges(key), {})[key] = tuple(targets)
+        for edges_key, by_key in anchored.items():
+            self._anchored.add_word(edges_key, (len(edges_key) - 1, by_key))
+        for automaton in (self._anchored, self._anywhere):
+            if len(automaton):
+                automaton.make_automaton()
         self.phones: list[tuple[str, Agent]] = [
             (_digits(phone), agent) for agent in directory.agents for phone in agent.phones]
         self._remembered: dict[str, tuple[Hit, ...]] = {}
@@ -235,11 +266,13 @@ class IdentityPatterns:
         if len(self.automaton):
             folded = fold_text(text)
             size = len(folded)
-            for end_index, (length, targets) in self.automaton.iter(folded):
-                start, end = end_index - length + 1, end_index + 1
+            candidates = self._anchored_candidates(folded)
+            if candidates is None:
+                candidates = self._all_candidates(folded)
+            for start, end, targets in candidates:
                 # Most candidates sit inside a longer word ("lea" in "please"): reject cheaply.
                 target = targets[0]
-                if target.kind == "address" and "@" in target.replacement:
+                if _found_anywhere(target):
                     pass  # a whole address shows wherever it stands, even glued to letters
                 elif (end < size and folded[end].isalnum()) or \
                         (start and folded[start - 1].isalnum()) or \
@@ -251,6 +284,41 @@ class IdentityPatterns:
         found.extend(self.phone_hits(text))
         found.sort(key=lambda hit: (hit.start, -(hit.end - hit.start)))
         return _without_overlaps(found)
+
+    def _all_candidates(self, folded: str) -> Iterator[tuple[int, int, tuple[Target, ...]]]:
+        """(start, end, targets) of every occurrence of every key, inside words too."""
+        for end_index, (length, targets) in self.automaton.iter(folded):
+            yield end_index - length + 1, end_index + 1, targets
+
+    def _anchored_candidates(self, folded: str
+                             ) -> list[tuple[int, int, tuple[Target, ...]]] | None:
+        """The occurrences of keys that _hits can accept: a key that must start a word where
+        no letter or digit comes before it, a whole address anywhere. None when the text has
+        too many characters beyond ASCII to be read this way (then every occurrence is given).
+
+        The automaton of all keys costs most per character of text because of the many
+        letters keys start with; anchored on the space before a word it is several times
+        quicker, and it never offers the keys inside words ("lea" in "please")."""
+        if folded.isascii():
+            edges = folded.translate(_ASCII_EDGES)
+        else:
+            beyond_ascii = len(folded) - len(folded.encode("ascii", "ignore"))
+            if beyond_ascii * _MOSTLY_ASCII > len(folded):
+                return None
+            edges = _NON_ASCII.sub(lambda run: _as_edges(run.group()),
+                                   folded.translate(_ASCII_EDGES))
+        found: list[tuple[int, int, tuple[Target, ...]]] = []
+        if len(self._anchored):
+            # " " + edges: index i + 1 of the scanned text is index i of the folded text.
+            for end, (length, by_key) in self._anchored.iter(" " + edges):
+                start = end - length
+                targets = by_key.get(folded[start:end])
+                if targets is not None:  # not another key with other punctuation
+                    found.append((start, end, targets))
+        if len(self._anywhere) and "@" in folded:
+            for end_index, (length, targets) in self._anywhere.iter(folded):
+                found.append((end_index - length + 1, end_index + 1, targets))
+        return found
 
     @staticmethod
     def _on_word_edges(folded: str, start: int, end: int, kind: str) -> bool:
