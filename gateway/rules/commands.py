@@ -119,7 +119,7 @@ def _eval(args: argparse.Namespace) -> int:
 def rule_example_failures(ruleset: RuleSet) -> list[str]:
     """Every rule example that does not behave as the rule says."""
     failures: list[str] = []
-    for rule in ruleset.rules:
+    for rule in (*ruleset.rules, *ruleset.classifiers):
         for example in rule.match_examples:
             if rule.id not in {m.rule for m in judge_text(example, ruleset)}:
                 failures.append(f"{rule.source}: should match {example!r}")
@@ -138,6 +138,30 @@ def _test(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from gateway.rules.training import TrainingError, load_examples, train
+
+    try:
+        examples = load_examples(Path(source) for source in args.sources)
+        model = train(examples, strength=args.strength, min_count=args.min_count)
+    except TrainingError as error:
+        print(f"veil: {error}", file=sys.stderr)
+        return 2
+    except ImportError as error:
+        print(f"veil: training needs scikit-learn ({error}); pip install 'veil[train]'",
+              file=sys.stderr)
+        return 2
+    model.save(Path(args.out))
+    counts: dict[str, int] = {}
+    for example in examples:
+        counts[example.label] = counts.get(example.label, 0) + 1
+    print(f"{args.out}: {len(examples)} examples ("
+          + ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
+          + f"), {len(model.tokens)} words, {len(model.stems)} stems, "
+          f"{len(model.pair_keys)} word pairs")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     check = subparsers.add_parser("check", help="the inbound verdict for each message file")
     check.add_argument("--config", default="config.toml")
@@ -154,3 +178,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     test = commands.add_parser("test", help="run every rule's own examples")
     test.add_argument("--config", default="config.toml")
     test.set_defaults(func=_test)
+    training = commands.add_parser(
+        "train", help="train the classifier on labelled .jsonl files and .eml folders")
+    training.add_argument("--out", default="rules/model/harassment.npz", metavar="PATH")
+    training.add_argument("--strength", type=float, default=4.0,
+                          help="inverse regularisation strength (default 4)")
+    training.add_argument("--min-count", type=int, default=2,
+                          help="drop features seen in fewer examples (default 2)")
+    training.add_argument("sources", nargs="+", metavar="SOURCE",
+                          help="a .jsonl file, a folder of them, or DIR/harass + DIR/benign")
+    training.set_defaults(func=_train)

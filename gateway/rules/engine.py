@@ -18,6 +18,8 @@ from typing import Any
 import ahocorasick
 import regex
 
+from gateway.rules.classifier import (Classifier, ModelError, load_classifier, sentences_of,
+                                       word_spans, written_text)
 from gateway.rules.normalise import Normalised, normalise, normalise_term
 from gateway.rules.text import message_text
 
@@ -76,6 +78,21 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class ClassifierRule:
+    """A trained model as a rule: it matches when a window of text harasses with at least
+    `threshold` probability, in the category the model finds most likely."""
+    id: str
+    description: str
+    score: float
+    threshold: float
+    model: Classifier
+    applies_to: tuple[str, ...] = ("subject", "body")
+    match_examples: tuple[str, ...] = ()
+    no_match_examples: tuple[str, ...] = ()
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class MetaRule:
     id: str
     category: str
@@ -91,6 +108,8 @@ _RULE_KEYS = {"id", "category", "description", "score", "terms", "near", "anchor
               "unless", "applies_to", "match", "no_match"}
 _META_KEYS = {"id", "category", "description", "score", "all_of", "any_of",
               "categories_at_least"}
+_CLASSIFIER_KEYS = {"id", "description", "score", "threshold", "model", "applies_to", "match",
+                    "no_match"}
 
 
 def _compile(pattern: str, where: str) -> regex.Pattern[str]:
@@ -167,6 +186,34 @@ def _meta(table: dict[str, Any], where: str) -> MetaRule:
     return meta
 
 
+def _classifier(table: dict[str, Any], where: str, folder: Path) -> ClassifierRule:
+    unknown = set(table) - _CLASSIFIER_KEYS
+    if unknown:
+        raise RuleError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("id", "description", "score", "threshold", "model"):
+        if key not in table:
+            raise RuleError(f"{where}: missing {key}")
+    threshold = table["threshold"]
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or \
+            not 0 < threshold < 1:
+        raise RuleError(f"{where}: threshold is a probability between 0 and 1, such as 0.5")
+    if not isinstance(table["score"], (int, float)) or isinstance(table["score"], bool):
+        raise RuleError(f"{where}: score must be a number")
+    if not isinstance(table["model"], str):
+        raise RuleError(f"{where}: model is the path of a .npz file, relative to the rule file")
+    try:
+        model = load_classifier(folder / table["model"])
+    except ModelError as error:
+        raise RuleError(f"{where}: {error}")
+    applies_to = _strings(table, "applies_to", where) or ("subject", "body")
+    for kind in applies_to:
+        if kind not in SEGMENT_KINDS:
+            raise RuleError(f"{where}: applies_to takes {', '.join(SEGMENT_KINDS)}")
+    return ClassifierRule(str(table["id"]), str(table["description"]), float(table["score"]),
+                          float(threshold), model, applies_to, _strings(table, "match", where),
+                          _strings(table, "no_match", where), where)
+
+
 def _files(paths: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
@@ -182,20 +229,24 @@ def _files(paths: Sequence[Path]) -> list[Path]:
 def load_ruleset(paths: Sequence[Path]) -> RuleSet:
     rules: list[Rule] = []
     metas: list[MetaRule] = []
+    classifiers: list[ClassifierRule] = []
     for file in _files(paths):
         try:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise RuleError(f"{file}: not valid TOML: {error}")
-        unknown = set(data) - {"rule", "meta"}
+        unknown = set(data) - {"rule", "meta", "classifier"}
         if unknown:
             raise RuleError(f"{file}: unknown table(s) {', '.join(sorted(unknown))}")
         for index, table in enumerate(data.get("rule", [])):
             rules.append(_rule(table, f"{file}: rule {table.get('id', f'#{index + 1}')}"))
         for index, table in enumerate(data.get("meta", [])):
             metas.append(_meta(table, f"{file}: meta {table.get('id', f'#{index + 1}')}"))
+        for index, table in enumerate(data.get("classifier", [])):
+            classifiers.append(_classifier(
+                table, f"{file}: classifier {table.get('id', f'#{index + 1}')}", file.parent))
     seen: set[str] = set()
-    items: list[Rule | MetaRule] = [*rules, *metas]
+    items: list[Rule | MetaRule | ClassifierRule] = [*rules, *metas, *classifiers]
     for item in items:
         if item.id in seen:
             raise RuleError(f"{item.source}: duplicate rule id {item.id!r}")
@@ -204,7 +255,7 @@ def load_ruleset(paths: Sequence[Path]) -> RuleSet:
         for reference in (*meta.all_of, *meta.any_of):
             if reference not in seen:
                 raise RuleError(f"{meta.source}: refers to unknown rule {reference!r}")
-    return RuleSet(tuple(rules), tuple(metas))
+    return RuleSet(tuple(rules), tuple(metas), tuple(classifiers))
 
 
 # Automaton values: (term length, kind, rule index, slot) with kind "term", "anchor", "a", "b".
@@ -212,9 +263,11 @@ _Entry = tuple[int, str, int, int]
 
 
 class RuleSet:
-    def __init__(self, rules: tuple[Rule, ...], metas: tuple[MetaRule, ...]) -> None:
+    def __init__(self, rules: tuple[Rule, ...], metas: tuple[MetaRule, ...],
+                 classifiers: tuple[ClassifierRule, ...] = ()) -> None:
         self.rules = rules
         self.metas = metas
+        self.classifiers = classifiers
         self.automaton = ahocorasick.Automaton()
         entries: dict[str, list[_Entry]] = {}
         for index, rule in enumerate(rules):
@@ -236,7 +289,7 @@ class RuleSet:
             self.automaton.make_automaton()
 
     def __len__(self) -> int:
-        return len(self.rules) + len(self.metas)
+        return len(self.rules) + len(self.metas) + len(self.classifiers)
 
     def match_text(self, normalised: Normalised, where: str) -> dict[int, Match]:
         """Rules matched in one normalised text, by rule index, with the first excerpt."""
@@ -244,8 +297,7 @@ class RuleSet:
         found: dict[int, Match] = {}
         if not text or not len(self.automaton):
             return found
-        kind_of_segment = "subject" if where == "subject" else \
-            "headers" if where.startswith("header") else "body"
+        kind_of_segment = _segment_kind(where)
         proximity_hits: dict[tuple[int, int, str], list[int]] = {}
         anchors: dict[int, list[int]] = {}
         for end_index, (length, stem, values) in self.automaton.iter(text):
@@ -337,10 +389,17 @@ class RuleSet:
     def evaluate(self, segments: Sequence[tuple[str, str]]) -> list[Match]:
         """Every rule and meta rule that matched, each once."""
         matched: dict[int, Match] = {}
+        texts: list[tuple[str, Normalised]] = []
         for where, text in segments:
-            for index, match in self.match_text(normalise(text), where).items():
+            normalised = normalise(text)
+            texts.append((where, normalised))
+            for index, match in self.match_text(normalised, where).items():
                 matched.setdefault(index, match)
         matches = list(matched.values())
+        for classifier in self.classifiers:
+            found = _classify(classifier, texts)
+            if found is not None:
+                matches.append(found)
         names = {m.rule for m in matches}
         categories = {m.category for m in matches}
         for meta in self.metas:
@@ -351,6 +410,40 @@ class RuleSet:
             matches.append(Match(meta.id, meta.category, meta.score,
                                  "combination: " + ", ".join(sorted(names)), "message"))
         return matches
+
+
+def _classify(classifier: ClassifierRule,
+              texts: Sequence[tuple[str, Normalised]]) -> Match | None:
+    """The classifier's match if a window of the message reaches its threshold.
+
+    The model reads the sentences of the segments it applies to in order, Subject first."""
+    sentences: list[list[str]] = []
+    pieces: list[tuple[int, str, Normalised]] = []  # first word index, where, text
+    count = 0
+    for where, normalised in texts:
+        if _segment_kind(where) in classifier.applies_to:
+            pieces.append((count, where, normalised))
+            for sentence in sentences_of(written_text(normalised.lines)):
+                sentences.append(sentence)
+                count += len(sentence)
+    if not count:
+        return None
+    detection = classifier.model.detect_sentences(sentences)
+    if detection.probability < classifier.threshold:
+        return None
+    offset, where, normalised = max((p for p in pieces if p[0] <= detection.first_word),
+                                    key=lambda p: p[0])
+    spans = word_spans(normalised.text)
+    first = detection.first_word - offset
+    last = min(detection.last_word - offset, len(spans) - 1)
+    excerpt = normalised.excerpt(spans[first][0], spans[last][1], context=0)
+    return Match(classifier.id, detection.label, classifier.score,
+                 f"p={detection.probability:.2f}: {excerpt}", where)
+
+
+def _segment_kind(where: str) -> str:
+    return "subject" if where == "subject" else "headers" if where.startswith("header") \
+        else "body"
 
 
 _WORD_START = regex.compile(r"\W\w")

@@ -54,11 +54,13 @@ _QUOTES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
 
 
 class Normalised:
-    """Normalised text and the original it came from."""
+    """Normalised text and the original it came from. `lines` is the same text with line
+    breaks kept ("\n" where `text` has a space that stands for a line break)."""
 
-    def __init__(self, text: str, original: str) -> None:
+    def __init__(self, text: str, original: str, lines: str | None = None) -> None:
         self.text = text
         self.original = original
+        self.lines = text if lines is None else lines
 
     @cached_property
     def offsets(self) -> list[int]:
@@ -133,16 +135,20 @@ _ANY = regex.compile(r".", regex.DOTALL)
 
 def _fast(pattern: Any, replace: Callable[[Any], str] | str, text: str,
           offsets: list[int]) -> tuple[str, list[int]]:
-    if pattern is _WHITESPACE:  # same result as the pattern, several times faster
+    if pattern is _WHITESPACE:  # the pattern's result, several times faster, but see below
         return _collapse_whitespace(text), offsets
     return pattern.sub(replace, text), offsets
 
 
 def _collapse_whitespace(text: str) -> str:
-    words = text.split()
-    if not words:
+    """Whitespace collapsed as _WHITESPACE does, except that a run holding a line break
+    becomes one "\n" instead of one space: the same text once "\n" is read as a space, with
+    the same offsets, and the line breaks kept for what needs them (Normalised.lines)."""
+    lines = [joined for joined in (" ".join(line.split()) for line in text.splitlines())
+             if joined]
+    if not lines:
         return " " if text else ""
-    return (" " if text[0].isspace() else "") + " ".join(words) + \
+    return (" " if text[0].isspace() else "") + "\n".join(lines) + \
         (" " if text[-1].isspace() else "")
 
 
@@ -185,8 +191,8 @@ def _join_letters(match: Any) -> str:
 
 def normalise(text: str) -> Normalised:
     """Normalised text; the map back to the original is built only when an excerpt needs it."""
-    normalised, _ = _pipeline(text, _fast, [])
-    return Normalised(normalised, text)
+    lines, _ = _pipeline(text, _fast, [])
+    return Normalised(lines.replace("\n", " "), text, lines)
 
 
 def normalise_term(term: str) -> str:
