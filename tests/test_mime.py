@@ -68,3 +68,25 @@ def test_decode_words_without_encoded_words_is_emails_reading(value: str) -> Non
     from gateway.mime import decode_words
     if "=?" not in value:
         assert decode_words(value) == str(make_header(decode_header(value)))
+
+
+QP_TEXT = st.lists(st.sampled_from(["a", "b", " ", ".", "\n", "\r\n", "=", "\t", "é", "x" * 70,
+                                    "word " * 20, "\r"]), max_size=30).map("".join)
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None)
+@given(QP_TEXT)
+def test_encode_qp_is_quopris_with_crlf(text: str) -> None:
+    import quopri
+
+    from gateway.mime import encode_qp
+    data = text.encode("utf-8").replace(b"\r\n", b"\n")
+    assert encode_qp(text, "utf-8") == quopri.encodestring(data).replace(b"\n", b"\r\n")
+
+
+def test_plain_text_is_encoded_without_binascii() -> None:
+    from gateway.mime import _plain_qp
+    assert _plain_qp(b"short line\nand " + b"long " * 40 + b"end") is not None
+    for needs_escapes in (b"a=b", b"caf\xc3\xa9", b"tab\there", b"trailing \nspace", b".",
+                          b"a\n.\nb"):
+        assert _plain_qp(needs_escapes) is None
