@@ -93,3 +93,24 @@ def test_mostly_non_ascii_text_takes_the_full_scan(scanners: list[IdentityPatter
     text = "Жанна " * 20 + "Jane Doe"
     assert scanners[0]._anchored_candidates(fold_text(text)) is None
     assert [hit.kind for hit in scanners[0].hits(text)] == ["name"]
+
+
+MARKUP = st.lists(st.sampled_from(["<b>", "</B>", "<bdi>", "<bdo x>", "<big>", "<br>", "<body>",
+                                   "<i>", "<img src=x>", "<IMG>", "<ins>", "<span class='a'>",
+                                   "<s>", "<sub>", "<section>", "<strike>", "<a href>", "<abbr>",
+                                   "<aside>", "<q>", "<qq>", "<time>", "<td>", "<", ">", "Jane",
+                                   " ", "<!-- c -->", "&amp;", "<wbr/>", "<ı>", "<İmg>"]),
+                  max_size=20).map("".join)
+
+
+@settings(max_examples=2000, derandomize=True, deadline=None)
+@given(MARKUP)
+def test_factored_inline_tag_regexes_match_the_plain_alternation(markup: str) -> None:
+    import re
+
+    from gateway.identity import leaks, rewrite
+    plain = re.compile(r"</?(?:" + "|".join(sorted(rewrite._INLINE_TAG_NAMES)) + r")\b[^<>]*>",
+                       re.IGNORECASE)
+    assert rewrite._INLINE_TAG.sub("", markup) == plain.sub("", markup)
+    assert leaks._INLINE_TAGS.sub("", markup) == plain.sub("", markup)
+    assert set(leaks._INLINE_TAG_NAMES) == set(rewrite._INLINE_TAG_NAMES)

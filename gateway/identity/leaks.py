@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from gateway.config import Directory
-from gateway.identity.patterns import Hit, IdentityPatterns, patterns_for, prepare
+from gateway.identity.patterns import (Hit, IdentityPatterns, factored_alternation,
+                                       patterns_for, prepare)
 from gateway.mime import (
     CONTENT_LINE_TYPES,
     Part,
@@ -157,9 +158,11 @@ def _check_body(tree: Tree, part: Part, patterns: IdentityPatterns, report: Repo
             report(f"visible text of {where}", patterns.hits(prepare(visible_text(reading))))
 
 
-_INLINE_TAGS = re.compile(r"</?(?:b|i|u|em|strong|span|font|a|small|big|sub|sup|mark|abbr|"
-                          r"wbr|s|strike|code|tt|bdi|bdo|q|cite|dfn|kbd|samp|var|time|data)"
-                          r"\b[^<>]*>", re.IGNORECASE)
+_INLINE_TAG_NAMES = ("b", "i", "u", "em", "strong", "span", "font", "a", "small", "big", "sub",
+                     "sup", "mark", "abbr", "wbr", "s", "strike", "code", "tt", "bdi", "bdo", "q",
+                     "cite", "dfn", "kbd", "samp", "var", "time", "data")
+_INLINE_TAGS = re.compile(r"</?" + factored_alternation(_INLINE_TAG_NAMES) + r"\b[^<>]*>",
+                          re.IGNORECASE)
 _ANY_TAG = re.compile(r"<[^<>]*>")
 
 

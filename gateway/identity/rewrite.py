@@ -45,7 +45,8 @@ from email.utils import formataddr, getaddresses, parseaddr
 from urllib.parse import quote, unquote
 
 from gateway.config import Agent, Directory
-from gateway.identity.patterns import IdentityPatterns, patterns_for, prepare
+from gateway.identity.patterns import (IdentityPatterns, factored_alternation, patterns_for,
+                                       prepare)
 from gateway.lineends import crlf
 from gateway.mime import (
     CONTENT_LINE_TYPES,
@@ -600,7 +601,8 @@ def _rewrite_html(markup: str, context: _Context, removed_ids: set[str]) -> tupl
             return ""
         return "" if AVATAR_WORDS.search(tag) else tag
 
-    markup = _IMG.sub(keep_image, markup)
+    if not markup.isascii() or "<img" in markup.lower():  # (re's case rules beyond ASCII)
+        markup = _IMG.sub(keep_image, markup)
     return markup, markup != original
 
 
@@ -650,7 +652,7 @@ def _visible_map(markup: str) -> tuple[str, list[tuple[int, int]]]:
     return "".join(chars), spans
 
 
-_INLINE_TAG = re.compile(r"</?(?:" + "|".join(sorted(_INLINE_TAG_NAMES)) + r")\b[^<>]*>",
+_INLINE_TAG = re.compile(r"</?" + factored_alternation(_INLINE_TAG_NAMES) + r"\b[^<>]*>",
                          re.IGNORECASE)
 _OTHER_TAG = re.compile(r"<[^<>]*>")
 
@@ -691,6 +693,8 @@ def _replace_split_names(markup: str, patterns: IdentityPatterns) -> str:
 
 
 def _replace_html_signature(markup: str, agent: Agent) -> str:
+    if markup.isascii() and "signature" not in markup.lower():
+        return markup  # no class or id can say signature (beyond ASCII, re's case rules differ)
     match = next((tag for tag in _BLOCK_OPEN.finditer(markup)
                   if _SIGNATURE_ATTRIBUTE.search(tag.group())), None)
     if match is None:
