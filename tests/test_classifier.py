@@ -15,8 +15,10 @@ from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.rules.classifier import (Classifier, ModelError, features_of, load_classifier,
-                                      units_of, words_of)
+from gateway.rules.classifier import (HEAD, TAIL, Classifier, ModelError, features_of,
+                                      load_classifier, sentences_of, units_of, words_of,
+                                      written_text)
+from gateway.rules.normalise import normalise
 from gateway.rules.engine import RuleError, judge, load_ruleset
 from gateway.rules.training import Example, TrainingError, examples_from_jsonl, train
 
@@ -135,6 +137,26 @@ def test_words_outside_the_vocabulary_are_remembered_within_a_bound(model: Class
     assert len(model._codes) <= len(model.tokens) + 50_001
     assert model.detect(" ".join(words[:30])).probability == pytest.approx(
         model.detect("zz1 zz2").probability, abs=1e-5)  # unknown words weigh nothing
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="ab c.!?;\n\x00\x01_-,'é", max_size=40))
+def test_sentences_split_where_the_pattern_says(text: str) -> None:
+    import re
+    words = re.compile(r"[^\W_]+")
+    pieces = re.split(r"[.!?;]+(?: |$)|\n", text)
+    assert sentences_of(text) == [found for found in map(words.findall, pieces) if found]
+
+
+def test_the_model_reads_what_the_sender_wrote() -> None:
+    reply = normalise("Thanks, that fixed it!\n\nOn Monday Alex wrote:\n> You look hot\n"
+                      "> in the photo\nBye\n-----Original Message-----\nFrom: Alex\nhot")
+    assert written_text(reply.lines) == "thanks, that fixed it!\non monday alex wrote:\nbye"
+    long = " ".join(f"w{i}" for i in range(2000))
+    kept = written_text(long)
+    assert kept.startswith("w0 w1 ") and kept.endswith(" w1998 w1999")
+    assert len(kept) <= HEAD + TAIL + 1
+    assert all(word.startswith("w") and word[1:].isdigit() for word in kept.split())
 
 
 def test_the_ascii_fast_path_finds_the_same_words() -> None:

@@ -1,4 +1,4 @@
-"""`veil check`, `veil rules eval` and `veil rules test`."""
+"""`veil check`, `veil rules eval`, `veil rules test` and `veil rules train`."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import ahocorasick
 import regex
 
 from gateway.rules.classifier import (Classifier, ModelError, load_classifier, sentences_of,
-                                       word_spans, written_text)
+                                       written_text)
 from gateway.rules.normalise import Normalised, normalise, normalise_term
 from gateway.rules.text import message_text
 
@@ -418,11 +418,11 @@ def _classify(classifier: ClassifierRule,
 
     The model reads the sentences of the segments it applies to in order, Subject first."""
     sentences: list[list[str]] = []
-    pieces: list[tuple[int, str, Normalised]] = []  # first word index, where, text
+    segments: list[tuple[int, str]] = []  # index of the segment's first word, where
     count = 0
     for where, normalised in texts:
         if _segment_kind(where) in classifier.applies_to:
-            pieces.append((count, where, normalised))
+            segments.append((count, where))
             for sentence in sentences_of(written_text(normalised.lines)):
                 sentences.append(sentence)
                 count += len(sentence)
@@ -431,14 +431,13 @@ def _classify(classifier: ClassifierRule,
     detection = classifier.model.detect_sentences(sentences)
     if detection.probability < classifier.threshold:
         return None
-    offset, where, normalised = max((p for p in pieces if p[0] <= detection.first_word),
-                                    key=lambda p: p[0])
-    spans = word_spans(normalised.text)
-    first = detection.first_word - offset
-    last = min(detection.last_word - offset, len(spans) - 1)
-    excerpt = normalised.excerpt(spans[first][0], spans[last][1], context=0)
+    where = max(s for s in segments if s[0] <= detection.first_word)[1]
+    # The words the model judged, as it read them (normalised): mapping them back to the
+    # original would normalise the whole text once more, and the reviewer sees the original.
+    words = [word for sentence in sentences for word in sentence]
+    judged = " ".join(words[detection.first_word:detection.last_word + 1])
     return Match(classifier.id, detection.label, classifier.score,
-                 f"p={detection.probability:.2f}: {excerpt}", where)
+                 f"p={detection.probability:.2f}: [[{judged}]]", where)
 
 
 def _segment_kind(where: str) -> str:
