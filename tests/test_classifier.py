@@ -193,6 +193,12 @@ def test_model_file_errors_stop_loading(model: Classifier, tmp_path: Path) -> No
     (tmp_path / "m.npz").write_bytes(b"not a model")
     with pytest.raises(RuleError, match=r"m.npz: not a classifier model"):
         load_ruleset([_rule_file(tmp_path)])
+    np.savez(tmp_path / "m.npz", format=np.array(1), window=np.array(24),
+             labels=np.array("looks"), bias=np.zeros(3), tokens=np.array("a"),
+             token_weights=np.zeros((1, 2)), stems=np.array(""), stem_weights=np.zeros((0, 2)),
+             pair_keys=np.zeros(0, dtype=np.int64), pair_weights=np.zeros((0, 2)))
+    with pytest.raises(RuleError, match=r"m.npz: bias do not fit .*`veil rules train`"):
+        load_ruleset([_rule_file(tmp_path)])
     model.save(tmp_path / "m.npz")
     with pytest.raises(RuleError, match="threshold is a probability"):
         load_ruleset([_rule_file(tmp_path, threshold=1.5)])

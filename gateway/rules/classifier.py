@@ -288,28 +288,30 @@ def _lines(array: npt.NDArray[np.str_]) -> list[str]:
 
 
 def load_classifier(path: Path) -> Classifier:
+    retrain = "retrain it with `veil rules train`"
     try:
         with np.load(path, allow_pickle=False) as data:
             if int(data["format"]) != _FORMAT:
                 raise ModelError(f"{path}: model format {int(data['format'])}, expected "
-                                 f"{_FORMAT}; retrain it with scripts/train-classifier")
+                                 f"{_FORMAT}; {retrain}")
             tokens, stems = _lines(data["tokens"]), _lines(data["stems"])
             labels = _lines(data["labels"])
-            classifier = Classifier(labels, data["bias"], tokens, data["token_weights"],
-                                    stems, data["stem_weights"], data["pair_keys"],
-                                    data["pair_weights"], int(data["window"]))
+            arrays = {name: data[name] for name in ("bias", "token_weights", "stem_weights",
+                                                    "pair_keys", "pair_weights")}
+            window = int(data["window"])
     except OSError as error:
         raise ModelError(f"{path}: cannot read the model: {error.strerror or error}")
     except (KeyError, ValueError) as error:
-        raise ModelError(f"{path}: not a classifier model ({error}); retrain it with "
-                         "scripts/train-classifier")
-    width = len(classifier.labels) + 1
-    shapes = {"bias": classifier.bias.shape == (width,),
-              "token_weights": classifier.token_weights.shape == (len(tokens), width),
-              "stem_weights": classifier.stem_weights.shape == (len(stems), width),
-              "pair_weights": classifier.pair_weights.shape == (len(classifier.pair_keys),
-                                                                width)}
-    wrong = [name for name, right in shapes.items() if not right]
-    if wrong:
-        raise ModelError(f"{path}: {', '.join(wrong)} do not fit the vocabulary and labels")
-    return classifier
+        raise ModelError(f"{path}: not a classifier model ({error}); {retrain}")
+    width = len(labels) + 1
+    shapes = {"bias": (width,), "token_weights": (len(tokens), width),
+              "stem_weights": (len(stems), width),
+              "pair_keys": (len(arrays["pair_keys"]),),
+              "pair_weights": (len(arrays["pair_keys"]), width)}
+    wrong = [name for name, shape in shapes.items() if arrays[name].shape != shape]
+    if wrong or window < 1:
+        raise ModelError(f"{path}: {', '.join(wrong) or 'window'} do not fit the vocabulary "
+                         f"and labels; {retrain}")
+    return Classifier(labels, arrays["bias"], tokens, arrays["token_weights"], stems,
+                      arrays["stem_weights"], arrays["pair_keys"], arrays["pair_weights"],
+                      window)
