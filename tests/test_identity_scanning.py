@@ -83,7 +83,7 @@ def _accepted(scanner: IdentityPatterns, text: str, candidates: list) -> list:
 
 def test_anchored_scan_skips_keys_inside_words(scanners: list[IdentityPatterns]) -> None:
     scanner = scanners[1]
-    text = "please let us know if the parcel has not arrived, undoes nothing"
+    text = "please let us know if the parcel does not arrive, it undoes nothing"
     assert [] == scanner._anchored_candidates(fold_text(text))
     assert len(list(scanner._all_candidates(fold_text(text)))) >= 2  # lea, doe
     assert scanner._hits("Best regards, Léa") and scanner._hits("write to lea")
@@ -114,3 +114,50 @@ def test_factored_inline_tag_regexes_match_the_plain_alternation(markup: str) ->
     assert rewrite._INLINE_TAG.sub("", markup) == plain.sub("", markup)
     assert leaks._INLINE_TAGS.sub("", markup) == plain.sub("", markup)
     assert set(leaks._INLINE_TAG_NAMES) == set(rewrite._INLINE_TAG_NAMES)
+
+
+LINES = st.lists(st.sampled_from(["> quoted", ">", "On Monday Jane wrote:", "On Monday", "Le lundi a écrit",
+                                  "El lunes escribió", "Am Montag schrieb", "-- ", "--", "-- x",
+                                  "---- Original Message", "From: Jane", "From:x", " > not",
+                                  "text", "", "--\r", "-- \r", "Le ", "Am"]),
+                 max_size=12)
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None)
+@given(LINES, st.sampled_from(["\n", "\r\n"]), st.integers(min_value=0, max_value=200))
+def test_line_start_searches_find_what_re_finds(lines: list[str], newline: str,
+                                                cut: int) -> None:
+    from gateway.identity import rewrite
+    text = newline.join(lines)
+    end = min(cut, len(text))
+    for pattern, lines in ((rewrite.QUOTE_START, rewrite._QUOTE_LINE),
+                           (rewrite._SIGNATURE_DELIMITER, rewrite._DELIMITER_LINE)):
+        for limit in (len(text), end):
+            expected = pattern.search(text, 0, limit)
+            found = rewrite._first_line_match(pattern, lines, text, limit)
+            assert (found and found.span()) == (expected and expected.span())
+
+
+SIGN_OFF_LINES = st.lists(st.sampled_from(["Best regards,", "  kind regards", "Thanks!",
+                                           "thank you very much for everything you did", "x",
+                                           "Cheers Jane", "all the best", "Saludos,", "", " ",
+                                           "Grüße", "regardless", "Merci\r", "with thanks"]),
+                          max_size=14)
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None)
+@given(SIGN_OFF_LINES, st.sampled_from(["\n", "\r\n"]), st.integers(min_value=0, max_value=300),
+       st.sampled_from([1, 2, 32]))
+def test_last_sign_off_is_the_last_re_finds(lines: list[str], newline: str, cut: int,
+                                            tail_lines: int) -> None:
+    from gateway.identity import rewrite
+    text = newline.join(lines) + newline
+    original = rewrite._SIGN_OFF_TAIL_LINES
+    rewrite._SIGN_OFF_TAIL_LINES = tail_lines
+    try:
+        for limit in (len(text), min(cut, len(text))):
+            expected = list(rewrite._SIGN_OFF.finditer(text, 0, limit))
+            found = rewrite._last_sign_off(text, limit)
+            assert (found and found.span()) == (expected[-1].span() if expected else None)
+    finally:
+        rewrite._SIGN_OFF_TAIL_LINES = original

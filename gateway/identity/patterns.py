@@ -219,7 +219,7 @@ class IdentityPatterns:
         if entries:
             self.automaton.make_automaton()
         # The same keys for the word-anchored scan (see _anchored_candidates): a key that must
-        # start a word is looked for as " " + its letters in the text with every character
+        # stand on word edges is looked for between spaces in the text with every character
         # that is no letter or digit read as a space; a whole address, found even glued to
         # letters, is looked for as it is, in text that holds an "@".
         self._anchored = ahocorasick.Automaton()
@@ -229,9 +229,9 @@ class IdentityPatterns:
             if _found_anywhere(targets[0]):
                 self._anywhere.add_word(key, (len(key), tuple(targets)))
             else:
-                anchored.setdefault(" " + _as_edges(key), {})[key] = tuple(targets)
+                anchored.setdefault(f" {_as_edges(key)} ", {})[key] = tuple(targets)
         for edges_key, by_key in anchored.items():
-            self._anchored.add_word(edges_key, (len(edges_key) - 1, by_key))
+            self._anchored.add_word(edges_key, (len(edges_key) - 2, by_key))
         for automaton in (self._anchored, self._anywhere):
             if len(automaton):
                 automaton.make_automaton()
@@ -292,13 +292,14 @@ class IdentityPatterns:
 
     def _anchored_candidates(self, folded: str
                              ) -> list[tuple[int, int, tuple[Target, ...]]] | None:
-        """The occurrences of keys that _hits can accept: a key that must start a word where
-        no letter or digit comes before it, a whole address anywhere. None when the text has
-        too many characters beyond ASCII to be read this way (then every occurrence is given).
+        """The occurrences of keys that _hits can accept: a key that must stand on word edges
+        where no letter or digit comes before or after it, a whole address anywhere. None when
+        the text has too many characters beyond ASCII to be read this way (then every
+        occurrence is given).
 
         The automaton of all keys costs most per character of text because of the many
-        letters keys start with; anchored on the space before a word it is several times
-        quicker, and it never offers the keys inside words ("lea" in "please")."""
+        letters keys start with; anchored on the space before a word it is quicker, and it
+        never offers the keys inside words ("lea" in "please", "doe" in "does")."""
         if folded.isascii():
             edges = folded.translate(_ASCII_EDGES)
         else:
@@ -309,8 +310,9 @@ class IdentityPatterns:
                                    folded.translate(_ASCII_EDGES))
         found: list[tuple[int, int, tuple[Target, ...]]] = []
         if len(self._anchored):
-            # " " + edges: index i + 1 of the scanned text is index i of the folded text.
-            for end, (length, by_key) in self._anchored.iter(" " + edges):
+            # Index i + 1 of the scanned text is index i of the folded text.
+            for last, (length, by_key) in self._anchored.iter(f" {edges} "):
+                end = last - 1  # the match ends with the space after the key
                 start = end - length
                 targets = by_key.get(folded[start:end])
                 if targets is not None:  # not another key with other punctuation

@@ -524,13 +524,31 @@ def _codec(charset: str) -> str:
 
 
 _SIGNATURE_DELIMITER = re.compile(r"^-- ?\r?$", re.MULTILINE)
+# Where QUOTE_START and _SIGNATURE_DELIMITER can match: after a line break, before how their
+# lines begin (re scans for a literal line break quickly, and tries "^" at every position).
+_QUOTE_LINE = re.compile(r"\n(?=>|On |Le |El |Am |--|From: )")
+_DELIMITER_LINE = re.compile(r"\n(?=--)")
+
+
+def _first_line_match(pattern: re.Pattern[str], lines: re.Pattern[str], text: str,
+                      end: int) -> re.Match[str] | None:
+    """pattern.search(text, 0, end) for a pattern that matches only at the start of the text
+    or of a line that `lines` finds: only those places are tried."""
+    match = pattern.match(text, 0, end)
+    if match:
+        return match
+    for line in lines.finditer(text, 0, end):
+        match = pattern.match(text, line.end(), end)
+        if match:
+            return match
+    return None
 
 
 def _replace_plain_signature(text: str, agent: Agent) -> str:
     """The block after the first '-- ' line (outside quoted text) becomes the alias signature."""
-    quote = QUOTE_START.search(text)
+    quote = _first_line_match(QUOTE_START, _QUOTE_LINE, text, len(text))
     limit = quote.start() if quote else len(text)
-    match = _SIGNATURE_DELIMITER.search(text, 0, limit)
+    match = _first_line_match(_SIGNATURE_DELIMITER, _DELIMITER_LINE, text, limit)
     if match is None:
         return _replace_sign_off_block(text, agent, limit)
     newline = "\r\n" if "\r\n" in text else "\n"
@@ -547,13 +565,32 @@ _SIGN_OFF = re.compile(
 _BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
 
 
+_SIGN_OFF_TAIL_LINES = 32  # lines tried one by one from the end before re scans the rest
+
+
+def _last_sign_off(text: str, limit: int) -> re.Match[str] | None:
+    """The last _SIGN_OFF match in text[:limit]. A match is one whole line, so the lines are
+    tried from the end, where a sign-off stands; re scans the text before them only when
+    the last lines hold none."""
+    line_start = limit
+    for _ in range(_SIGN_OFF_TAIL_LINES):
+        if line_start == 0:
+            return None
+        line_start = text.rfind("\n", 0, line_start - 1) + 1
+        match = _SIGN_OFF.match(text, line_start, limit)
+        if match:
+            return match
+    earlier = list(_SIGN_OFF.finditer(text, 0, line_start))
+    return earlier[-1] if earlier else None
+
+
 def _replace_sign_off_block(text: str, agent: Agent, limit: int) -> str:
     """'Kind regards,' then a line with the (already rewritten) name: from the name to the end
     of that block (title, phone, links) becomes the alias signature."""
-    sign_offs = list(_SIGN_OFF.finditer(text, 0, limit))
-    if not sign_offs:
+    sign_off = _last_sign_off(text, limit)
+    if sign_off is None:
         return text
-    start = sign_offs[-1].end()
+    start = sign_off.end()
     line_end = text.find("\n", start, limit)
     name_line = text[start:line_end if line_end != -1 else limit].strip().rstrip(",")
     alias_first = agent.alias_name.split()[0]
