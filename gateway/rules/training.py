@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from gateway.rules.classifier import (BENIGN, WINDOW_DEFAULT, Classifier, features_of,
-                                      sentences_of, units_of, written_text)
+                                      sentences_of, units_of, word_key, written_text)
 from gateway.rules.normalise import normalise
 from gateway.rules.text import message_text
 
+_LANGUAGE_SAMPLE = 300  # instances of a language needed to find its common words
 CATEGORIES = ("sexual", "looks", "romantic", "contact-request", "stalking", "threat",
               "gendered-insult")
 
@@ -34,6 +35,7 @@ class Example:
     label: str
     text: str
     source: str
+    lang: str = ""  # as the data says; "" when it does not
 
 
 def examples_from_jsonl(path: Path) -> list[Example]:
@@ -50,7 +52,7 @@ def examples_from_jsonl(path: Path) -> list[Example]:
                 item.get("label") not in (BENIGN, *CATEGORIES):
             raise TrainingError(f"{where}: needs a text and a label, one of "
                                 f"{', '.join((BENIGN, *CATEGORIES))}")
-        examples.append(Example(item["label"], item["text"], where))
+        examples.append(Example(item["label"], item["text"], where, str(item.get("lang", ""))))
     return examples
 
 
@@ -89,7 +91,7 @@ def load_examples(sources: Iterable[Path]) -> list[Example]:
 
 
 def train(examples: Sequence[Example], strength: float = 4.0, min_count: int = 2,
-          benign_weight: float = 2.0, common: float = 0.02,
+          benign_weight: float = 2.0, common: float = 0.05,
           window: int = WINDOW_DEFAULT) -> Classifier:
     """Two logistic regressions over word, stem and word-pair counts (see classifier.py).
 
@@ -104,16 +106,34 @@ def train(examples: Sequence[Example], strength: float = 4.0, min_count: int = 2
         raise TrainingError("training needs benign examples and at least one category")
     benign: list[list[str]] = []
     harassing: list[tuple[str, list[list[str]]]] = []
+    by_language: dict[str, list[list[str]]] = {}
     for example in examples:
         sentences = sentences_of(written_text(normalise(example.text).lines))
         if example.label == BENIGN:
-            benign.extend(_units(sentences, window))
+            units = _units(sentences, window)
+            benign.extend(units)
         elif sentences:
             harassing.append((example.label, sentences))
+            units = [[w for s in sentences for w in s]]
+        by_language.setdefault(example.lang, []).extend(units)
+    dropped = _common_words(by_language, common)
     whole = [(label, [w for s in sentences for w in s]) for label, sentences in harassing]
-    first = _fit(benign, whole, strength, min_count, benign_weight, common, window)
+    first = _fit(benign, whole, strength, min_count, benign_weight, dropped, window)
     focused = [(label, _best_unit(first, sentences)) for label, sentences in harassing]
-    return _fit(benign, focused, strength, min_count, benign_weight, common, window)
+    return _fit(benign, focused, strength, min_count, benign_weight, dropped, window)
+
+
+def _common_words(by_language: dict[str, list[list[str]]], common: float) -> set[str]:
+    """Words found in more than `common` of the instances of a language ("you", "wir",
+    "doch"): both sides use them, and as single words they would only weigh how much of a
+    text is function words. Their pairs ("your legs") still count."""
+    dropped: set[str] = set()
+    for instances in by_language.values():
+        if len(instances) < _LANGUAGE_SAMPLE:
+            continue  # too few to tell a function word from a topic
+        seen = Counter(word_key(w) for words in instances for w in set(words))
+        dropped.update(w for w, n in seen.items() if n > common * len(instances))
+    return dropped
 
 
 def _units(sentences: list[list[str]], window: int) -> list[list[str]]:
@@ -130,16 +150,14 @@ def _best_unit(model: Classifier, sentences: list[list[str]]) -> list[str]:
 
 
 def _fit(benign: list[list[str]], harassing: list[tuple[str, list[str]]], strength: float,
-         min_count: int, benign_weight: float, common: float, window: int) -> Classifier:
+         min_count: int, benign_weight: float, dropped: set[str], window: int) -> Classifier:
     from scipy.sparse import csr_matrix
     from sklearn.linear_model import LogisticRegression
 
     instances = [*benign, *(words for _, words in harassing)]
     counted = [Counter(features_of(words)) for words in instances]
     seen = Counter(feature for counts in counted for feature in counts)
-    most = common * len(instances)
-    vocabulary = sorted(f for f, n in seen.items() if n >= min_count
-                        and (n <= most or " " in f))
+    vocabulary = sorted(f for f, n in seen.items() if n >= min_count and f not in dropped)
     column = {feature: i for i, feature in enumerate(vocabulary)}
     rows, columns, values = [], [], []
     for row, counts in enumerate(counted):
