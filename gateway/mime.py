@@ -37,6 +37,17 @@ class Part:
     depth: int
     children: list[Part] = field(default_factory=list)
     index: str = "1"
+    # What email's Message methods say of these headers, filled in by __post_init__ (every
+    # part needs them, and a cached_property costs more than the look-up it saves).
+    content_type: str = field(init=False)
+    charset: str | None = field(init=False)
+    boundary: str | tuple[str, str, str] | None = field(init=False)
+    transfer_encoding: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.content_type, self.charset, self.boundary = _content_type_facts(
+            self._first("content-type"))
+        self.transfer_encoding = _transfer_encoding(self._first("content-transfer-encoding"))
 
     @cached_property
     def headers(self) -> Message:
@@ -47,28 +58,14 @@ class Part:
         return message
 
     def _first(self, name: str) -> str | None:
-        return next((value for field_name, value in self.header_items
-                     if field_name.lower() == name), None)
-
-    @cached_property
-    def content_type(self) -> str:
-        return _content_type_facts(self._first("content-type"))[0]
+        for field_name, value in self.header_items:
+            if field_name.lower() == name:
+                return value
+        return None
 
     @property
     def is_multipart(self) -> bool:
         return self.content_type.startswith("multipart/")
-
-    @cached_property
-    def transfer_encoding(self) -> str:
-        return _transfer_encoding(self._first("content-transfer-encoding"))
-
-    @cached_property
-    def charset(self) -> str | None:
-        return _content_type_facts(self._first("content-type"))[1]
-
-    @cached_property
-    def boundary(self) -> str | tuple[str, str, str] | None:
-        return _content_type_facts(self._first("content-type"))[2]
 
     def filename(self) -> str | None:
         return _filename(self._first("content-disposition"), self._first("content-type"))
@@ -132,11 +129,14 @@ class Tree:
 _NEWLINE = re.compile(rb"\r?\n")
 
 
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
 def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     """(end of header block, start of body) within raw[start:end]."""
     if raw.startswith((b"\r\n", b"\n"), start):
         return start, start + (2 if raw.startswith(b"\r\n", start) else 1)
-    match = re.compile(rb"\r?\n\r?\n").search(raw, start, end)
+    match = _BLANK_LINE.search(raw, start, end)
     if match is None:
         return end, end
     return match.start() + (2 if raw[match.start():match.start() + 2] == b"\r\n" else 1), \
@@ -357,25 +357,27 @@ _QP_LINE = 76  # binascii's MAXLINESIZE
 
 
 def _plain_qp(data: bytes) -> bytes | None:
-    """What quopri.encodestring(data) gives (with CRLF), for text that needs no escape:
-    printable ASCII without "=", no whitespace before a line end, no line that is a lone
-    dot. Long lines get soft breaks exactly where binascii puts them: after 75 characters,
-    the last piece of a line up to 76. None for other text (binascii's loop, which costs
+    """What quopri.encodestring(data) gives (with CRLF), for text that needs no escape but a
+    space before a line end: printable ASCII without "=", no line that is a lone dot, no
+    space at the very end. Long lines get soft breaks exactly where binascii puts them: after
+    75 characters, the last piece of a line up to 76; a space before a line end becomes =20
+    as binascii writes it, after wrapping. None for other text (binascii's loop, which costs
     several times more, encodes it)."""
-    if data.translate(None, _QP_LITERAL):
+    if data.translate(None, _QP_LITERAL) or data.endswith(b" "):
         return None
     step = _QP_LINE - 1
     wrapped: list[bytes] = []
     for line in data.split(b"\n"):
-        if line.endswith(b" ") or line == b".":
+        if line == b".":
             return None
-        if len(line) <= _QP_LINE:
-            wrapped.append(line)
-            continue
-        breaks = (len(line) - 2) // step  # pieces of 75 until at most 76 are left
-        wrapped.append(b"=\r\n".join([line[index:index + step]
-                                       for index in range(0, breaks * step, step)] +
-                                      [line[breaks * step:]]))
+        if len(line) > _QP_LINE:
+            breaks = (len(line) - 2) // step  # pieces of 75 until at most 76 are left
+            line = b"=\r\n".join([line[index:index + step]
+                                   for index in range(0, breaks * step, step)] +
+                                  [line[breaks * step:]])
+        if line.endswith(b" "):
+            line = line[:-1] + b"=20"
+        wrapped.append(line)
     return b"\r\n".join(wrapped)
 
 

@@ -71,7 +71,8 @@ def test_decode_words_without_encoded_words_is_emails_reading(value: str) -> Non
 
 
 QP_TEXT = st.lists(st.sampled_from(["a", "b", " ", ".", "\n", "\r\n", "=", "\t", "é", "x" * 70,
-                                    "word " * 20, "\r"]), max_size=30).map("".join)
+                                    "word " * 20, "\r", " \n", "-- \n", "x" * 75 + " \n"]),
+                   max_size=30).map("".join)
 
 
 @settings(max_examples=3000, derandomize=True, deadline=None)
@@ -87,6 +88,7 @@ def test_encode_qp_is_quopris_with_crlf(text: str) -> None:
 def test_plain_text_is_encoded_without_binascii() -> None:
     from gateway.mime import _plain_qp
     assert _plain_qp(b"short line\nand " + b"long " * 40 + b"end") is not None
-    for needs_escapes in (b"a=b", b"caf\xc3\xa9", b"tab\there", b"trailing \nspace", b".",
+    assert _plain_qp(b"-- \nJane") == b"--=20\r\nJane"
+    for needs_escapes in (b"a=b", b"caf\xc3\xa9", b"tab\there", b"space at the end ", b".",
                           b"a\n.\nb"):
         assert _plain_qp(needs_escapes) is None
