@@ -161,3 +161,20 @@ def test_last_sign_off_is_the_last_re_finds(lines: list[str], newline: str, cut:
             assert (found and found.span()) == (expected[-1].span() if expected else None)
     finally:
         rewrite._SIGN_OFF_TAIL_LINES = original
+
+
+FOLD_TEXT = st.lists(st.sampled_from(["Jane", "JOSÉ", "é", "Á", "ß", "ẞ", "İ", "K", "Σ", "ΑΣ", "σ",
+                                      "ς", "Ж", "ǅ", "Ⰰ", "ﬁ", "Ｊ", "a", " ", "A", "\u0301",
+                                      "Ω", "Å"]), max_size=12).map("".join)
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None)
+@given(FOLD_TEXT)
+def test_fold_text_is_the_letter_by_letter_fold(text: str) -> None:
+    from gateway.identity.patterns import _FOLD, _NON_ASCII
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        expected = text.translate(_FOLD)
+    else:
+        expected = str(_NON_ASCII.sub(lambda run: run.group().translate(_FOLD), lowered))
+    assert fold_text(text) == expected

@@ -75,10 +75,30 @@ def _as_edges(text: str) -> str:
     return "".join(char if char.isalnum() else " " for char in text)
 
 
+class _LongerLowerCase(Exception):
+    pass
+
+
+def _fold_run(run: str) -> str:
+    lowered = run.lower()
+    if len(lowered) != len(run):
+        raise _LongerLowerCase
+    return lowered.translate(_FOLD)
+
+
 def fold_text(text: str) -> str:
     """Lower case without accents, one character for one character (spans stay aligned)."""
     if text.isascii():
         return text.lower()
+    if "\u03a3" not in text:  # without a capital sigma, lower case is one letter at a time
+        # Folding the few letters beyond ASCII first usually leaves ASCII, which str.lower
+        # does many times quicker than text with wider characters.
+        try:
+            folded = str(_NON_ASCII.sub(lambda run: _fold_run(run.group()), text))
+        except _LongerLowerCase:
+            return text.translate(_FOLD)  # as below
+        if folded.isascii():
+            return folded.lower()
     lowered = text.lower()
     if len(lowered) != len(text):  # a rare letter whose lower case is longer
         return text.translate(_FOLD)

@@ -302,7 +302,7 @@ def _rewrite_field(raw: bytes, name: str, start: int, end: int, context: _Contex
     if is_root and name == "message-id":
         return _replaced_message_id(value, context)
     if name in ADDRESS_HEADERS:
-        return _rewrite_addresses(display, value, context)
+        return _rewritten_address_field(context.patterns, display, value)
     if name in ("content-type", "content-disposition"):
         return _rewrite_params(display, value, context)
     text = decode_words(value)
@@ -319,15 +319,23 @@ def _encode_unstructured(display: str, text: str) -> bytes:
     return f"{display}: {encoded}".encode("ascii", "replace")
 
 
-def _rewrite_addresses(display: str, value: str, context: _Context) -> bytes | None:
+@lru_cache(maxsize=1024)
+def _rewritten_address_field(patterns: IdentityPatterns, display: str,
+                             value: str) -> bytes | None:
+    """_rewrite_addresses, once per field value: an agent's From line is the same in every
+    message the agent sends, and parsing addresses costs more than the rest of the field."""
+    return _rewrite_addresses(display, value, patterns)
+
+
+def _rewrite_addresses(display: str, value: str, patterns: IdentityPatterns) -> bytes | None:
     decoded = decode_words(value)
     pairs = getaddresses([decoded])
     changed = False
     rewritten: list[str] = []
     for name, address in pairs:
-        agent = context.patterns.directory.agent_for_address(address) if address else None
+        agent = patterns.directory.agent_for_address(address) if address else None
         new_address = agent.alias_address if agent else address
-        new_name, hits = context.patterns.replace(name) if name else (name, [])
+        new_name, hits = patterns.replace(name) if name else (name, [])
         if agent and not name:
             new_name = agent.alias_name
         if new_address != address or hits or (agent and not name):
@@ -337,7 +345,7 @@ def _rewrite_addresses(display: str, value: str, context: _Context) -> bytes | N
         rewritten.append(_format_address(new_name, new_address) if new_address else new_name)
     if not changed:
         # Addresses the parser could not see (garbage) still get the plain text treatment.
-        new_text, hits = context.patterns.replace(decoded)
+        new_text, hits = patterns.replace(decoded)
         return _encode_unstructured(display, new_text) if hits else None
     return _fold_list(display, rewritten)
 
