@@ -1,8 +1,10 @@
 """Next-hop delivery against real SMTP servers on loopback."""
 
 import asyncio
+import contextlib
 import json
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -88,9 +90,14 @@ async def test_data_4xx_is_a_retry_and_5xx_a_refusal() -> None:
         assert outcome.status == answer.split()[1]
 
 
-async def refusing_data_command(answer: bytes) -> asyncio.base_events.Server:
-    """A next hop that accepts the envelope and answers the DATA command itself with `answer`."""
+@contextlib.asynccontextmanager
+async def refusing_data_command(answer: bytes) -> AsyncIterator[int]:
+    """A next hop that accepts the envelope and answers the DATA command itself with `answer`;
+    yields its port. Its connections are closed on the way out, so none outlives the test."""
+    writers: list[asyncio.StreamWriter] = []
+
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
         writer.write(b"220 hop ESMTP\r\n")
         while line := await reader.readline():
             verb = line[:4].upper()
@@ -99,20 +106,25 @@ async def refusing_data_command(answer: bytes) -> asyncio.base_events.Server:
             await writer.drain()
         writer.close()
 
-    return await asyncio.start_server(session, "127.0.0.1", 0)
+    server = await asyncio.start_server(session, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        await server.wait_closed()
 
 
 @pytest.mark.parametrize(("answer", "kind", "code"), [(b"451 4.3.0 busy\r\n", Retry, 451),
                                                       (b"554 5.5.1 no\r\n", Refused, 554)])
 async def test_data_command_refused_is_a_retry_or_refusal(answer: bytes, kind: type,
                                                           code: int) -> None:
-    server = await refusing_data_command(answer)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with refusing_data_command(answer) as port:
         outcome = await deliver(f"smtp://127.0.0.1:{port}",
                                 Envelope("a@x.example", ("b@y.example",)), MESSAGE)
-    finally:
-        server.close()
     assert isinstance(outcome, kind) and outcome.code == code
 
 
