@@ -116,8 +116,9 @@ def test_factored_inline_tag_regexes_match_the_plain_alternation(markup: str) ->
     assert set(leaks._INLINE_TAG_NAMES) == set(rewrite._INLINE_TAG_NAMES)
 
 
-LINES = st.lists(st.sampled_from(["> quoted", ">", "On Monday Jane wrote:", "On Monday", "Le lundi a écrit",
-                                  "El lunes escribió", "Am Montag schrieb", "-- ", "--", "-- x",
+LINES = st.lists(st.sampled_from(["> quoted", ">", "On Monday Jane wrote:", "On Monday",
+                                  "Le lundi a écrit", "El lunes escribió", "Am Montag schrieb",
+                                  "-- ", "--", "-- x",
                                   "---- Original Message", "From: Jane", "From:x", " > not",
                                   "text", "", "--\r", "-- \r", "Le ", "Am"]),
                  max_size=12)
