@@ -3,8 +3,10 @@
 Rules are data (rules/*.toml). Every literal term, proximity word and pattern anchor of every
 rule goes into one Aho-Corasick automaton over the normalised text: one pass per message,
 whatever the number of rules. Regular-expression patterns run only on short windows around
-their anchors, with a timeout. A rule counts once per message; the verdict is the sum of the
-scores of the rules that matched against the quarantine threshold.
+their anchors, with a timeout. A `[[classifier]]` table is a trained model used as one more
+rule (gateway/rules/classifier.py): it matches when a unit of what the sender wrote harasses
+with at least its threshold probability. A rule counts once per message; the verdict is the
+sum of the scores of the rules that matched against the quarantine threshold.
 """
 
 from __future__ import annotations
@@ -79,8 +81,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class ClassifierRule:
-    """A trained model as a rule: it matches when a window of text harasses with at least
-    `threshold` probability, in the category the model finds most likely."""
+    """A trained model as a rule: it matches when a unit of text (a sentence, two, a window)
+    harasses with at least `threshold` probability, in the category it finds most likely."""
     id: str
     description: str
     score: float
@@ -414,7 +416,7 @@ class RuleSet:
 
 def _classify(classifier: ClassifierRule,
               texts: Sequence[tuple[str, Normalised]]) -> Match | None:
-    """The classifier's match if a window of the message reaches its threshold.
+    """The classifier's match if a unit of the message reaches its threshold.
 
     The model reads the sentences of the segments it applies to in order, Subject first."""
     sentences: list[list[str]] = []
@@ -431,7 +433,7 @@ def _classify(classifier: ClassifierRule,
     detection = classifier.model.detect_sentences(sentences)
     if detection.probability < classifier.threshold:
         return None
-    where = max(s for s in segments if s[0] <= detection.first_word)[1]
+    where = [where for start, where in segments if start <= detection.first_word][-1]
     # The words the model judged, as it read them (normalised): mapping them back to the
     # original would normalise the whole text once more, and the reviewer sees the original.
     words = [word for sentence in sentences for word in sentence]
