@@ -217,6 +217,10 @@ def test_engine_holds_what_the_model_finds(model: Classifier, tmp_path: Path) ->
     [match] = verdict.matches
     assert match.rule == "model" and match.category in model.labels
     assert "single" in match.excerpt and match.excerpt.startswith("p=")
+    assert match.where == "body"
+    in_subject = judge(b"Subject: your legs look amazing\r\n\r\nPlease reset my password.\r\n",
+                       ruleset, 10)
+    assert [m.where for m in in_subject.matches] == ["subject"]
     assert judge(b"Subject: order\r\n\r\nPlease reset my password.\r\n", ruleset,
                  10).action == "deliver"
     assert judge(b"Subject: ...\r\n\r\n!!!\r\n", ruleset, 10).action == "deliver"
