@@ -260,7 +260,8 @@ def load_ruleset(paths: Sequence[Path]) -> RuleSet:
     return RuleSet(tuple(rules), tuple(metas), tuple(classifiers))
 
 
-# Automaton values: (term length, kind, rule index, slot) with kind "term", "anchor", "a", "b".
+# Entries: (term length, kind, rule index, slot) with kind "term", "anchor", "a", "b"; the
+# automaton's values are (word length, padded key length, entries).
 _Entry = tuple[int, str, int, int]
 
 
@@ -282,12 +283,19 @@ class RuleSet:
                     entries.setdefault(word, []).append((len(word), "a", index, slot))
                 for word in proximity.second:
                     entries.setdefault(word, []).append((len(word), "b", index, slot))
+        # Keys are looked for in _on_word_edges(text), padded the same way: a key then only
+        # matches where it stands on word edges, and the short ones ("u", "ur") are not
+        # found inside every other word only to be thrown away.
+        keyed: dict[str, tuple[int, int, list[_Entry]]] = {}
         for key, values in entries.items():
             stem = key.endswith("*")
             word = key.rstrip("*")
             if word:
-                self.automaton.add_word(word, (len(word), stem, tuple(values)))
-        if entries:
+                padded = _on_word_edges(word)[:-1] if stem else _on_word_edges(word)
+                keyed.setdefault(padded, (len(word), len(padded), []))[2].extend(values)
+        for padded, (length, padded_length, values) in keyed.items():
+            self.automaton.add_word(padded, (length, padded_length, tuple(values)))
+        if keyed:
             self.automaton.make_automaton()
 
     def __len__(self) -> int:
@@ -302,12 +310,10 @@ class RuleSet:
         kind_of_segment = _segment_kind(where)
         proximity_hits: dict[tuple[int, int, str], list[int]] = {}
         anchors: dict[int, list[int]] = {}
-        for end_index, (length, stem, values) in self.automaton.iter(text):
-            start, end = end_index - length + 1, end_index + 1
-            if start > 0 and text[start - 1].isalnum():
-                continue
-            if not stem and end < len(text) and text[end].isalnum():
-                continue
+        for end_index, (length, padded_length, values) in \
+                self.automaton.iter(_on_word_edges(text)):
+            start = end_index - padded_length + 1  # the padding's leading space is one ahead
+            end = start + length
             for _, kind, index, slot in values:
                 rule = self.rules[index]
                 if kind_of_segment not in rule.applies_to or index in found:
@@ -440,6 +446,19 @@ def _classify(classifier: ClassifierRule,
     judged = " ".join(words[detection.first_word:detection.last_word + 1])
     return Match(classifier.id, detection.label, classifier.score,
                  f"p={detection.probability:.2f}: [[{judged}]]", where)
+
+
+_ASCII_NOT_ALNUM = {c: " " for c in range(128) if not chr(c).isalnum()}
+_NON_ASCII = regex.compile(r"[^\x00-\x7f]+")
+
+
+def _on_word_edges(text: str) -> str:
+    """The text with every character that is not a letter or digit as a space, and a space
+    either side: same length but for the two, so offsets shift by one."""
+    if not text.isascii():
+        text = _NON_ASCII.sub(lambda m: "".join(c if c.isalnum() else " " for c in m.group()),
+                              text)
+    return " " + text.translate(_ASCII_NOT_ALNUM) + " "
 
 
 def _segment_kind(where: str) -> str:
