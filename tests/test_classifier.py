@@ -207,6 +207,25 @@ def test_model_file_errors_stop_loading(model: Classifier, tmp_path: Path) -> No
                    model.stem_weights, model.pair_keys, model.pair_weights)
 
 
+@pytest.mark.parametrize(("table", "error"), [
+    ('model = "m.npz"\nthreshold = 0.5\nscore = 10\n', "missing id"),
+    ('id = "x"\ndescription = "d"\nmodel = "m.npz"\nthreshold = 0.5\nscore = 10\nwords = 1\n',
+     "unknown key"),
+    ('id = "x"\ndescription = "d"\nmodel = "m.npz"\nthreshold = 0.5\nscore = "high"\n',
+     "score must be a number"),
+    ('id = "x"\ndescription = "d"\nmodel = 3\nthreshold = 0.5\nscore = 10\n',
+     "model is the path"),
+    ('id = "x"\ndescription = "d"\nmodel = "m.npz"\nthreshold = 0.5\nscore = 10\n'
+     'applies_to = ["footer"]\n', "applies_to takes"),
+])
+def test_classifier_table_errors_name_the_file_and_key(model: Classifier, tmp_path: Path,
+                                                       table: str, error: str) -> None:
+    model.save(tmp_path / "m.npz")
+    (tmp_path / "c.toml").write_text("[[classifier]]\n" + table)
+    with pytest.raises(RuleError, match=f"c.toml: classifier .*{error}"):
+        load_ruleset([tmp_path])
+
+
 def test_engine_holds_what_the_model_finds(model: Classifier, tmp_path: Path) -> None:
     model.save(tmp_path / "m.npz")
     ruleset = load_ruleset([_rule_file(tmp_path)])

@@ -133,6 +133,14 @@ def _strings(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _applies_to(table: dict[str, Any], where: str) -> tuple[str, ...]:
+    applies_to = _strings(table, "applies_to", where) or ("subject", "body")
+    for kind in applies_to:
+        if kind not in SEGMENT_KINDS:
+            raise RuleError(f"{where}: applies_to takes {', '.join(SEGMENT_KINDS)}")
+    return applies_to
+
+
 def _rule(table: dict[str, Any], where: str) -> Rule:
     unknown = set(table) - _RULE_KEYS
     if unknown:
@@ -161,10 +169,7 @@ def _rule(table: dict[str, Any], where: str) -> Rule:
     terms = tuple(normalise_term(t) for t in _strings(table, "terms", where))
     if not (terms or near or patterns):
         raise RuleError(f"{where}: give terms, near or patterns")
-    applies_to = _strings(table, "applies_to", where) or ("subject", "body")
-    for kind in applies_to:
-        if kind not in SEGMENT_KINDS:
-            raise RuleError(f"{where}: applies_to takes {', '.join(SEGMENT_KINDS)}")
+    applies_to = _applies_to(table, where)
     return Rule(str(table["id"]), str(table["category"]), str(table["description"]),
                 float(table["score"]), terms, tuple(near), anchors, patterns,
                 tuple(_compile(u, where) for u in _strings(table, "unless", where)),
@@ -207,10 +212,7 @@ def _classifier(table: dict[str, Any], where: str, folder: Path) -> ClassifierRu
         model = load_classifier(folder / table["model"])
     except ModelError as error:
         raise RuleError(f"{where}: {error}")
-    applies_to = _strings(table, "applies_to", where) or ("subject", "body")
-    for kind in applies_to:
-        if kind not in SEGMENT_KINDS:
-            raise RuleError(f"{where}: applies_to takes {', '.join(SEGMENT_KINDS)}")
+    applies_to = _applies_to(table, where)
     return ClassifierRule(str(table["id"]), str(table["description"]), float(table["score"]),
                           float(threshold), model, applies_to, _strings(table, "match", where),
                           _strings(table, "no_match", where), where)
