@@ -178,6 +178,11 @@ def test_training_data_errors_name_the_line(tmp_path: Path) -> None:
         examples_from_jsonl(data)
     with pytest.raises(TrainingError, match="benign examples"):
         train([Example("looks", "pretty", "t")])
+    one_category = train([Example("looks", "so pretty", "t"), Example("looks", "", "t"),
+                          *[e for e in EXAMPLES if e.label == "benign"]], min_count=1)
+    assert one_category.labels == ("looks",)
+    assert one_category.detect("so pretty").probability > \
+        one_category.detect("please reset my password").probability
 
 
 def _rule_file(folder: Path, model: str = "m.npz", threshold: float = 0.5) -> Path:
@@ -272,3 +277,18 @@ def test_rules_train_command_writes_a_model_the_rules_load(tmp_path: Path) -> No
                              str(out), str(tmp_path / "missing")],
                             capture_output=True, text=True, cwd=ROOT)
     assert failed.returncode == 2 and "no such file or folder" in failed.stderr
+
+
+def test_shipped_model_is_what_the_committed_data_trains(tmp_path: Path) -> None:
+    """rules/model/harassment.npz must be retrained whenever rules/training/ changes."""
+    out = tmp_path / "m.npz"
+    subprocess.run([sys.executable, "-m", "gateway", "rules", "train", "--out", str(out),
+                    "tests/corpus/inbound", "rules/training"], cwd=ROOT, check=True,
+                   capture_output=True)
+    trained, shipped = load_classifier(out), load_classifier(ROOT / "rules/model/harassment.npz")
+    assert (trained.labels, trained.tokens, trained.stems) == \
+        (shipped.labels, shipped.tokens, shipped.stems)
+    np.testing.assert_array_equal(trained.pair_keys, shipped.pair_keys)
+    for name in ("bias", "token_weights", "stem_weights", "pair_weights"):
+        # float16 storage; another machine's arithmetic may round a weight the other way
+        np.testing.assert_allclose(getattr(trained, name), getattr(shipped, name), atol=0.01)

@@ -100,7 +100,10 @@ def train(examples: Sequence[Example], strength: float = 4.0, min_count: int = 2
     must not look harassing merely for being short), and a harassing reply is first learnt
     whole, then replaced by its most harassing unit under that first model, since the rest of
     such a reply is usually ordinary support talk. `strength` is the inverse of the L2 penalty;
-    features seen in fewer than `min_count` instances are dropped (they would only memorise)."""
+    features seen in fewer than `min_count` instances are dropped (they would only memorise);
+    benign instances weigh `benign_weight` times as much as harassing ones in all, so text
+    with little evidence leans benign; words in more than `common` of a language's instances
+    count only in pairs (_common_words)."""
     labels = {e.label for e in examples}
     if BENIGN not in labels or len(labels) < 2:
         raise TrainingError("training needs benign examples and at least one category")
@@ -115,6 +118,8 @@ def train(examples: Sequence[Example], strength: float = 4.0, min_count: int = 2
         elif sentences:
             harassing.append((example.label, sentences))
             units = [[w for s in sentences for w in s]]
+        else:
+            units = []
         by_language.setdefault(example.lang, []).extend(units)
     dropped = _common_words(by_language, common)
     whole = [(label, [w for s in sentences for w in s]) for label, sentences in harassing]
@@ -168,8 +173,8 @@ def _fit(benign: list[list[str]], harassing: list[tuple[str, list[str]]], streng
                 values.append(float(count))
     matrix = csr_matrix((values, (rows, columns)), shape=(len(instances), len(vocabulary)),
                         dtype=np.float64)
-    # Harassment against benign decides, each side weighing the same in all (times
-    # `benign_weight` for benign).
+    # Harassment against benign decides; each side weighs the same in all, times
+    # `benign_weight` for benign.
     is_harassing = [False] * len(benign) + [True] * len(harassing)
     share = len(harassing) / max(len(benign), 1)
     decision = LogisticRegression(C=strength, max_iter=3000,
@@ -177,14 +182,18 @@ def _fit(benign: list[list[str]], harassing: list[tuple[str, list[str]]], streng
     decision.fit(matrix, is_harassing)
     targets = [label for label, _ in harassing]
     categories = sorted(set(targets))
-    ranking = LogisticRegression(C=strength, max_iter=3000, class_weight="balanced")
-    ranking.fit(matrix[len(benign):], targets)
-    ranks = ranking.coef_.T
-    rank_bias = ranking.intercept_
-    if len(ranking.classes_) == 2:  # scikit-learn keeps one column for two labels
-        ranks = np.hstack([-ranks / 2, ranks / 2])
-        rank_bias = np.array([-rank_bias[0] / 2, rank_bias[0] / 2])
-    order = [list(ranking.classes_).index(c) for c in categories]
+    if len(categories) == 1:  # nothing to rank
+        ranks, rank_bias = np.zeros((len(vocabulary), 1)), np.zeros(1)
+        order = [0]
+    else:
+        ranking = LogisticRegression(C=strength, max_iter=3000, class_weight="balanced")
+        ranking.fit(matrix[len(benign):], targets)
+        ranks = ranking.coef_.T
+        rank_bias = ranking.intercept_
+        if len(ranking.classes_) == 2:  # scikit-learn keeps one column for two labels
+            ranks = np.hstack([-ranks / 2, ranks / 2])
+            rank_bias = np.array([-rank_bias[0] / 2, rank_bias[0] / 2])
+        order = [list(ranking.classes_).index(c) for c in categories]
     coefficients = np.hstack([decision.coef_.T, ranks[:, order]]).astype(np.float32)
     bias = np.concatenate([decision.intercept_, rank_bias[order]]).astype(np.float32)
     return _classifier(categories, bias, vocabulary, coefficients, window)
