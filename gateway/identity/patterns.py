@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import ahocorasick
+import ahocorasick_rs
 import regex
 
 from gateway.config import Agent, Directory, fold_name
@@ -242,7 +243,9 @@ class IdentityPatterns:
         # stand on word edges is looked for between spaces in the text with every character
         # that is no letter or digit read as a space; a whole address, found even glued to
         # letters, is looked for as it is, in text that holds an "@".
-        self._anchored = ahocorasick.Automaton()
+        # The anchored scan reads every character of every body several times per message:
+        # ahocorasick_rs (a DFA for small key sets) scans about twice as fast as the trie
+        # walk; the full scan above stays pyahocorasick, and tests hold the two to one result.
         self._anywhere = ahocorasick.Automaton()
         anchored: dict[str, dict[str, tuple[Target, ...]]] = {}
         for key, targets in entries.items():
@@ -250,11 +253,10 @@ class IdentityPatterns:
                 self._anywhere.add_word(key, (len(key), tuple(targets)))
             else:
                 anchored.setdefault(f" {_as_edges(key)} ", {})[key] = tuple(targets)
-        for edges_key, by_key in anchored.items():
-            self._anchored.add_word(edges_key, (len(edges_key) - 2, by_key))
-        for automaton in (self._anchored, self._anywhere):
-            if len(automaton):
-                automaton.make_automaton()
+        self._anchored_keys = tuple(anchored.values())
+        self._anchored = ahocorasick_rs.AhoCorasick(list(anchored)) if anchored else None
+        if len(self._anywhere):
+            self._anywhere.make_automaton()
         self.phones: list[tuple[str, Agent]] = [
             (_digits(phone), agent) for agent in directory.agents for phone in agent.phones]
         self._remembered: dict[str, tuple[Hit, ...]] = {}
@@ -329,12 +331,14 @@ class IdentityPatterns:
             edges = _NON_ASCII.sub(lambda run: _as_edges(run.group()),
                                    folded.translate(_ASCII_EDGES))
         found: list[tuple[int, int, tuple[Target, ...]]] = []
-        if len(self._anchored):
-            # Index i + 1 of the scanned text is index i of the folded text.
-            for last, (length, by_key) in self._anchored.iter(f" {edges} "):
-                end = last - 1  # the match ends with the space after the key
-                start = end - length
-                targets = by_key.get(folded[start:end])
+        if self._anchored is not None:
+            keys = self._anchored_keys
+            # Index i + 1 of the scanned text is index i of the folded text; a match starts
+            # with the space before its key and ends with the space after it.
+            for index, start, last in self._anchored.find_matches_as_indexes(
+                    f" {edges} ", overlapping=True):
+                end = last - 2
+                targets = keys[index].get(folded[start:end])
                 if targets is not None:  # not another key with other punctuation
                     found.append((start, end, targets))
         if len(self._anywhere) and "@" in folded:
