@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 
 from aiosmtpd.smtp import MISSING, SMTP, _DataState, syntax
 
@@ -13,7 +15,7 @@ from gateway.lineends import only_crlf
 # VeilSMTP replaces aiosmtpd's DATA reader (see smtp_DATA) with one that calls these aiosmtpd
 # methods; an upgrade that moves them must fail at start-up, not in the middle of a transaction.
 for _method in ("_set_post_data_state", "_call_handler_hook", "check_helo_needed",
-                "check_auth_needed", "push"):
+                "check_auth_needed", "push", "_getaddr"):
     if not callable(getattr(SMTP, _method, None)):
         raise ImportError(f"aiosmtpd no longer has SMTP.{_method}; update gateway/protocol.py")
 
@@ -31,6 +33,42 @@ def smuggling_attempt(data: bytes) -> bool:
     # Every such marker needs a bare CR or a bare LF: with none (nearly every message), the
     # regex need not visit each line end.
     return not only_crlf(data) and _SMUGGLED_END.search(data) is not None
+
+
+# <local@domain> with dot-atom local part and domain in ASCII: what nearly every MAIL FROM and
+# RCPT TO holds, and what email's parser gives back unchanged as the address.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_ANGLE_ADDR = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*)>")
+
+
+def address_and_rest(arg: str, local_part_limit: int = 0) -> tuple[str | None, str | None]:
+    """aiosmtpd's SMTP._getaddr: the address of a MAIL FROM or RCPT TO argument and the text
+    after it (None, None when it does not parse). aiosmtpd's defines a typing.Protocol class on
+    every call, two thirds of its cost; a plain <local@domain> is read without email's parser,
+    and tests hold the two to the same answers."""
+    if not arg:
+        return "", ""
+    simple = _SIMPLE_ANGLE_ADDR.match(arg)
+    if simple is not None:
+        rest = arg[simple.end():]
+        if rest[:1] in (" ", "\t"):
+            rest = rest.lstrip()  # as email's get_fws does
+        if not rest.startswith("("):  # a comment: email's parser reads it
+            addr = simple.group(1)
+            if local_part_limit and len(addr.rpartition("@")[0]) > local_part_limit:
+                return None, None
+            return addr, rest
+    try:
+        if arg.lstrip().startswith("<"):
+            address, rest = get_angle_addr(arg)
+        else:
+            address, rest = get_addr_spec(arg)
+    except HeaderParseError:
+        return None, None
+    addr = address.addr_spec
+    if local_part_limit and len(addr.rpartition("@")[0]) > local_part_limit:
+        return None, None
+    return addr, rest
 
 
 @dataclass
@@ -51,6 +89,9 @@ class VeilSMTP(SMTP):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._connections = connections
         self._counted = False
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        return address_and_rest(arg, self.local_part_limit)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
