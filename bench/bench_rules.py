@@ -8,16 +8,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from gateway.heap import freeze_startup_state
 from gateway.rules.engine import RuleSet, judge, load_ruleset
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = ["thanks", "for", "the", "quick", "reply", "about", "my", "order", "the", "invoice", "shows", "the", "wrong", "amount", "and", "the", "tracking", "number", "has", "not", "updated", "since", "monday", "could", "you", "check", "with", "the", "warehouse", "and", "let", "me", "know", "when", "the", "replacement", "ships", "our", "team", "relies", "on", "this", "integration", "daily"]
 
 
-def inbound_message(index: int, size: int = 10_000) -> bytes:
+def inbound_message(index: int, size: int = 10_240) -> bytes:
+    """A ~`size`-byte multipart/alternative reply: plain text and an HTML copy of a third of it."""
     rng = random.Random(index)
     lines: list[str] = []
-    while sum(len(line) + 2 for line in lines) < size:
+    while sum(len(line) + 2 for line in lines) * 4 // 3 + 600 < size:
         lines.append(" ".join(rng.choice(WORDS) for _ in range(14)).capitalize() + ".")
     body = "\r\n".join(lines)
     html = "".join(f"<p>{line}</p>\r\n" for line in lines[: len(lines) // 3])
@@ -26,7 +28,7 @@ def inbound_message(index: int, size: int = 10_000) -> bytes:
             f'Content-Type: multipart/alternative; boundary="b{index}"\r\n\r\n'
             f"--b{index}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
             f"--b{index}\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
-            f"<html><body>{html}</body></html>\r\n--b{index}--\r\n").encode()[:size + 2000]
+            f"<html><body>{html}</body></html>\r\n--b{index}--\r\n").encode()
 
 
 def generated_rules(count: int) -> str:
@@ -56,6 +58,7 @@ def rate(ruleset: RuleSet, messages: list[bytes], seconds: float = 3.0) -> float
 def main() -> None:
     messages = [inbound_message(i) for i in range(50)]
     shipped = load_ruleset([ROOT / "rules"])
+    freeze_startup_state()  # as `veil check` does once its rules are loaded
     print(f"messages: {len(messages)} of ~{sum(map(len, messages)) // len(messages)} bytes")
     shipped_rate = rate(shipped, messages)
     print(f"shipped rules ({len(shipped)}, classifier included): {shipped_rate:.0f} "

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway.rules.normalise import normalise
+from gateway.rules.normalise import _ascii_steps, _fast, fold_ascii, normalise
 
 
 @pytest.mark.parametrize("written, seen", [
@@ -41,3 +43,37 @@ def test_excerpt_is_the_original_text(written: str) -> None:
     start = len("well ")
     end = len(normalised.text) - len(" then")
     assert normalised.excerpt(start, end, context=0) == f"[[{written}]]"
+
+
+# Text rich in what the ASCII steps look at: letters beside leet characters, single letters
+# between separators, every kind of ASCII whitespace, marks between letters, repeats.
+_ASCII_PIECES = st.lists(st.sampled_from(
+    list("abcxyzA") + list("01234579") + list("@$!|+") + list(".-_*~") + list(",'()#/") +
+    [" ", "  ", "\n", "\r\n", "\r", "\t", "\x0b", "\x0c", "\x1c", "\x1f", "aaa", "s e x",
+     "s.e.x", "s. e. x", "b1tch", "you.are", "hi_there", "x_y z", "sooo"]), max_size=40)
+
+
+@pytest.mark.skipif(fold_ascii is None, reason="gateway.rules._fold was not compiled "
+                    "(no C compiler at install): normalise runs the regular expressions")
+@settings(max_examples=3000, deadline=None)
+@given(_ASCII_PIECES)
+def test_compiled_ascii_steps_are_the_regular_expressions(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert fold_ascii(text) == _ascii_steps(text, _fast, [])[0]
+    # The excerpt path runs every step as a regular expression and checks it gets the same.
+    normalised = normalise(text)
+    assert len(normalised.offsets) == len(normalised.text)
+
+
+@pytest.mark.skipif(fold_ascii is None, reason="gateway.rules._fold was not compiled")
+@pytest.mark.parametrize("text", ["", " ", "\n", " \t\r\n ", "x", "ab", "a b", "a_b", "1",
+                                  "a b c!", "\r\n\r\nhi\r\n", "s . e . x", "a. b. c.", "a-b-"])
+def test_compiled_ascii_steps_on_edges(text: str) -> None:
+    assert fold_ascii(text) == _ascii_steps(text, _fast, [])[0]
+
+
+def test_compiled_ascii_steps_refuse_other_text() -> None:
+    if fold_ascii is None:
+        pytest.skip("gateway.rules._fold was not compiled")
+    with pytest.raises(ValueError):
+        fold_ascii("café")

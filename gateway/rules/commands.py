@@ -9,12 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.config import load_config
+from gateway.heap import freeze_startup_state
 from gateway.rules.engine import RuleSet, Verdict, judge, judge_text, load_ruleset
 
 
 def _ruleset(args: argparse.Namespace) -> tuple[RuleSet, float]:
     config = load_config(args.config)
-    return load_ruleset(config.rules.paths), config.rules.quarantine_score
+    ruleset = load_ruleset(config.rules.paths)
+    freeze_startup_state()
+    return ruleset, config.rules.quarantine_score
 
 
 def _verdict_for_file(path: str, ruleset: RuleSet, threshold: float) -> Verdict:

@@ -16,6 +16,11 @@ from typing import Any
 
 import regex
 
+try:
+    from gateway.rules._fold import fold_ascii
+except ImportError:  # built without a C compiler: _ascii_steps' regular expressions do the same
+    fold_ascii = None
+
 # Latin lookalikes from other scripts (a subset of Unicode's confusables that matters here).
 HOMOGLYPHS = str.maketrans({
     "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j",
@@ -170,6 +175,13 @@ def _pipeline(text: str, step: Step, offsets: list[int]) -> tuple[str, list[int]
         else:
             text, offsets = step(_NON_ASCII, lambda m: m.group().translate(HOMOGLYPHS), text,
                                  offsets)
+    if step is _fast and fold_ascii is not None and text.isascii():
+        return fold_ascii(text), offsets  # _ascii_steps compiled (_fold.c), ~50x faster
+    return _ascii_steps(text, step, offsets)
+
+
+def _ascii_steps(text: str, step: Step, offsets: list[int]) -> tuple[str, list[int]]:
+    """The steps that read only ASCII punctuation and letters (_fold.c does the same)."""
     if _LEET_NEIGHBOURS.search(text):
         text, offsets = step(_LEET_WORD, lambda m: m.group().translate(LEET), text, offsets)
     text, offsets = step(_SPACED_ASCII if text.isascii() else _SPACED, _join_letters, text,

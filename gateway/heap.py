@@ -1,0 +1,14 @@
+"""Start-up state kept out of the garbage collector's way."""
+
+from __future__ import annotations
+
+import gc
+
+
+def freeze_startup_state() -> None:
+    """Objects loaded at start-up (the rules and their automaton, the classifier's vocabulary,
+    the agent directory) live as long as the process. Moved to the collector's permanent
+    generation, they are no longer walked by every full collection: judging a 10 KB message
+    takes about 20% fewer instructions (`bench_rules`)."""
+    gc.collect()
+    gc.freeze()
