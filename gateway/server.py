@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
 
@@ -54,6 +54,51 @@ class Services:
     ruleset: RuleSet | None = None
     dkim_lookup: DnsTxtLookup | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+
+
+class GroupedWrites:
+    """Writes of messages that finish together, done in one call (one transaction).
+
+    Every caller still returns only once its own pairs are written, and a failed write fails
+    every caller it held; while one write runs in a thread, the pairs that arrive meanwhile
+    wait for the next, so under load there is one transaction and one thread hop per group
+    rather than per message."""
+
+    def __init__(self, write: Callable[[Sequence[tuple[str, str]]], None]) -> None:
+        self._write = write
+        self._pending: list[tuple[str, str]] = []
+        self._waiting: list[asyncio.Future[None]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def write(self, pairs: Sequence[tuple[str, str]]) -> None:
+        written = asyncio.get_running_loop().create_future()
+        self._pending.extend(pairs)
+        self._waiting.append(written)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_pending())
+        await written
+
+    async def _write_pending(self) -> None:
+        try:
+            while self._waiting:
+                pairs, waiting = self._pending, self._waiting
+                self._pending, self._waiting = [], []
+                try:
+                    await asyncio.to_thread(self._write, pairs)
+                except asyncio.CancelledError:
+                    for written in waiting:
+                        written.cancel()
+                    raise
+                except Exception as error:
+                    for written in waiting:
+                        if not written.done():
+                            written.set_exception(error)
+                else:
+                    for written in waiting:
+                        if not written.done():
+                            written.set_result(None)
+        finally:
+            self._writer = None
 
 
 def _sender(address: str) -> str:
@@ -165,6 +210,10 @@ class OutboundHandler(_Handler):
 
     direction = "outbound"
 
+    def __init__(self, services: Services) -> None:
+        super().__init__(services)
+        self.message_ids = GroupedWrites(services.store.remember_message_ids)
+
     def client_allowed(self, session: Session) -> bool:
         if session.authenticated:
             return True
@@ -202,7 +251,7 @@ class OutboundHandler(_Handler):
             return Quarantined(held, plan.reason), {"verdict": "held", "agent": plan.agent_alias,
                                                     "quarantine_id": held}
         if plan.message_ids:
-            await asyncio.to_thread(services.store.remember_message_ids, plan.message_ids)
+            await self.message_ids.write(plan.message_ids)
         outcome = await deliver(self.config.outbound.next_hop, plan.envelope, plan.message,
                                 tls=self.config.outbound.tls)
         details = {"verdict": "relayed" if isinstance(outcome, Relayed) else _kind(outcome),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import socket
 from dataclasses import replace
@@ -15,7 +16,8 @@ from conftest import Sink, SinkHandler, start_sink
 from harness import RunningGateway, send_through, start_gateway, with_policy
 
 from gateway.identity.leaks import leaks_in
-from gateway.server import Services
+from gateway.quarantine.store import StoreUnavailable
+from gateway.server import GroupedWrites, Services
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "outbound"
 AGENT_MAIL = (
@@ -265,6 +267,60 @@ async def test_our_own_bug_answers_451_not_a_bounce(gateway: RunningGateway,
     code, _ = await send_agent_mail(replace(gateway.services, signer=BrokenSigner()), gateway)
     assert code == 451
     assert relay_sink.messages == []
+
+
+async def test_message_id_mapping_is_written_before_250(gateway: RunningGateway,
+                                                         relay_sink: Sink) -> None:
+    code, _ = await gateway.send_outbound("jane.doe@corp.example", ["customer@example.net"],
+                                          AGENT_MAIL)
+    assert code == 250
+    sent = email.message_from_bytes(relay_sink.messages[0].data, policy=policy.default)
+    new = sent["Message-ID"].strip()
+    assert gateway.services.store.original_message_id(new) == \
+        "<1234.5678@helpdesk.corp.example>"
+
+
+class UnwritableStore:
+    def __init__(self, store: object) -> None:
+        self.store = store
+
+    def remember_message_ids(self, pairs: object) -> None:
+        raise StoreUnavailable("database is locked")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+async def test_message_id_mapping_not_written_answers_451(gateway: RunningGateway,
+                                                          relay_sink: Sink) -> None:
+    services = replace(gateway.services, store=UnwritableStore(gateway.services.store))
+    code, _ = await send_agent_mail(services, gateway)  # type: ignore[arg-type]
+    assert code == 451
+    assert relay_sink.messages == []
+
+
+async def test_writes_that_arrive_together_share_one_write() -> None:
+    calls: list[list[tuple[str, str]]] = []
+
+    def write(pairs: object) -> None:
+        calls.append(list(pairs))  # type: ignore[call-overload]
+
+    grouped = GroupedWrites(write)
+    first = asyncio.create_task(grouped.write([("<a1>", "<o1>")]))
+    await asyncio.sleep(0)  # the first write is under way in its thread
+    others = [asyncio.create_task(grouped.write([(f"<a{i}>", f"<o{i}>")])) for i in (2, 3, 4)]
+    await asyncio.gather(first, *others)
+    assert calls == [[("<a1>", "<o1>")], [("<a2>", "<o2>"), ("<a3>", "<o3>"), ("<a4>", "<o4>")]]
+
+
+async def test_a_failed_grouped_write_fails_every_caller_it_held() -> None:
+    def write(pairs: object) -> None:
+        raise StoreUnavailable("disk full")
+
+    grouped = GroupedWrites(write)
+    results = await asyncio.gather(*(grouped.write([(f"<a{i}>", "<o>")]) for i in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(result, StoreUnavailable) for result in results)
 
 
 HOSTILE = {
