@@ -11,6 +11,7 @@ jobs run in the first worker only.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -192,6 +193,9 @@ async def _worker(config: Config, loaded: dict[str, Any], listeners: Listeners,
         jobs.append(asyncio.create_task(digest_loop(store, config)))
     else:
         listeners.review.close()
+    # What start-up loaded (directory, rules, classifier, modules) lives as long as the worker:
+    # kept out of the collector's full passes, which would otherwise walk it every time.
+    gc.freeze()
     log_event("worker_ready", first=first)
     await stop.wait()
     for server in servers:
