@@ -12,30 +12,47 @@
 #include <Python.h>
 #include <string.h>
 
-static int is_letter(char c) { return c >= 'a' && c <= 'z'; }
+/* What each ASCII character is to the steps, looked up once per character. */
+enum {
+    LETTER = 1,      /* [a-z] */
+    WORD = 2,        /* \w on ASCII */
+    LEET = 4,        /* [0-9@$!|+] */
+    MARKER = 8,      /* [.\-_*~]: what may stand between s.p.l.i.t letters */
+    SPACE = 16,      /* str.isspace() */
+    LINE_BREAK = 32, /* str.splitlines() boundaries (\r\n counts once) */
+};
+static unsigned char kinds[256];
 
-/* \w on ASCII */
-static int is_word(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+static void init_kinds(void) {
+    for (int c = 'a'; c <= 'z'; c++)
+        kinds[c] |= LETTER | WORD;
+    for (int c = 'A'; c <= 'Z'; c++)
+        kinds[c] |= WORD;
+    for (int c = '0'; c <= '9'; c++)
+        kinds[c] |= WORD | LEET;
+    kinds['_'] |= WORD;
+    for (const char *c = "@$!|+"; *c; c++)
+        kinds[(unsigned char)*c] |= LEET;
+    for (const char *c = ".-_*~"; *c; c++)
+        kinds[(unsigned char)*c] |= MARKER;
+    for (int c = '\t'; c <= '\r'; c++)
+        kinds[c] |= SPACE;
+    for (int c = 0x1c; c <= 0x1f; c++)
+        kinds[c] |= SPACE;
+    kinds[' '] |= SPACE;
+    for (const char *c = "\n\r\x0b\x0c\x1c\x1d\x1e"; *c; c++)
+        kinds[(unsigned char)*c] |= LINE_BREAK;
 }
 
-static int is_leet(char c) {
-    return (c >= '0' && c <= '9') || c == '@' || c == '$' || c == '!' || c == '|' || c == '+';
-}
-
+#define KIND(c) kinds[(unsigned char)(c)]
+static int is_letter(char c) { return KIND(c) & LETTER; }
+static int is_word(char c) { return KIND(c) & WORD; }
+static int is_leet(char c) { return KIND(c) & LEET; }
 /* [\w@$!|+€]: what a leet word is made of */
-static int in_leet_word(char c) { return is_word(c) || is_leet(c); }
-
-/* [.\-_*~]: what may stand between s.p.l.i.t letters */
-static int is_marker(char c) { return c == '.' || c == '-' || c == '_' || c == '*' || c == '~'; }
-
-/* str.isspace() on ASCII */
-static int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); }
-
-/* str.splitlines() boundaries on ASCII (\r\n counts once, see collapse_whitespace) */
-static int is_line_break(char c) {
-    return c == '\n' || c == '\r' || c == '\x0b' || c == '\x0c' || (c >= 0x1c && c <= 0x1e);
-}
+static int in_leet_word(char c) { return KIND(c) & (WORD | LEET); }
+static int is_marker(char c) { return KIND(c) & MARKER; }
+static int is_space(char c) { return KIND(c) & SPACE; }
+static int is_line_break(char c) { return KIND(c) & LINE_BREAK; }
 
 static char leet_letter(char c) {
     switch (c) {
@@ -174,28 +191,22 @@ static Py_ssize_t collapse_whitespace(const char *s, Py_ssize_t n, char *out) {
     return o;
 }
 
-/* _GLUE then _REPEATS: "." "_" "~" between two letters is a space; three or more of one
- * letter are one. In place; the glue step reads the text as it was before it. */
+/* _GLUE then _REPEATS, in one pass: "." "_" "~" between two letters is a space; three or
+ * more of one letter are one. In place: what is written never runs ahead of what is read. */
 static Py_ssize_t unglue_and_collapse_repeats(char *s, Py_ssize_t n) {
-    for (Py_ssize_t i = 1; i + 1 < n; i++) {
-        if ((s[i] == '.' || s[i] == '_' || s[i] == '~') && is_letter(s[i - 1]) && is_letter(s[i + 1]))
-            s[i] = ' ';
-    }
-    /* The loop reads s[i - 1] after it may have become a space, but only a mark becomes
-     * one, and neither is a letter: the verdicts are those on the original text. */
-    Py_ssize_t o = 0, i = 0;
-    while (i < n) {
+    Py_ssize_t o = 0, run = 0;
+    char before = 0; /* the character read before this one, as it was */
+    for (Py_ssize_t i = 0; i < n; i++) {
         char c = s[i];
-        Py_ssize_t run = 1;
-        while (i + run < n && s[i + run] == c)
-            run++;
-        if (is_letter(c) && run >= 3) {
+        if ((c == '.' || c == '_' || c == '~') && is_letter(before) && i + 1 < n &&
+            is_letter(s[i + 1]))
+            c = ' ';
+        before = s[i];
+        run = (o > 0 && s[o - 1] == c) ? run + 1 : 1;
+        if (run <= 2 || !is_letter(c))
             s[o++] = c;
-        } else {
-            memmove(s + o, s + i, (size_t)run);
-            o += run;
-        }
-        i += run;
+        if (run == 3 && is_letter(c))
+            o--; /* "ccc": the second "c" goes too */
     }
     return o;
 }
@@ -233,4 +244,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fold", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__fold(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fold(void) {
+    init_kinds();
+    return PyModule_Create(&module);
+}
