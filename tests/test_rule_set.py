@@ -170,3 +170,7 @@ def test_html_that_repeats_the_plain_text_is_read_once_and_extra_html_still_coun
     assert [s.where for s in message_text(same).segments] == ["subject", "body"]
     extra = alternative("Thanks for the refund.", "<p>Thanks for the refund.</p><p>you are so hot</p>")
     assert judge(extra, RULESET, 10).action == "quarantine"
+    # The HTML's words inside longer words of the plain text are no repeat of it.
+    inside_words = alternative("Please ssend nudess today", "<p>send nudes</p>")
+    assert [s.where for s in message_text(inside_words).segments] == ["subject", "body", "body"]
+    assert judge(inside_words, RULESET, 10).action == "quarantine"

@@ -106,7 +106,8 @@ def _without_repeats(segments: list[Segment]) -> list[Segment]:
     seen: list[str] = []
     for segment in segments:
         if segment.where == "body":
-            flat = _flat(segment.text)
+            # Whole words only: "send nudes" is no repeat of "ssend nudess".
+            flat = f" {_flat(segment.text)} "
             if any(flat in earlier for earlier in seen):
                 continue
             seen.append(flat)
