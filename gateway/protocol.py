@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
@@ -113,11 +114,13 @@ class VeilSMTP(SMTP):
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
-        """aiosmtpd's DATA with the message gathered in one buffer.
+        """aiosmtpd's DATA with the message gathered in one buffer, read in pieces.
 
-        aiosmtpd keeps each line as its own bytearray and joins them at the end, close to 4x a
-        large message at the peak; one growing buffer, dot-unstuffed line by line, then one
-        bytes copy is about 2x. Replies, limits and their order are aiosmtpd's."""
+        aiosmtpd reads one line per call and keeps each as its own bytearray, joined at the
+        end: close to 4x a large message at the peak, and most of the cost of receiving it.
+        Veil reads up to each ".\r\n" (or a stream limit's worth) at a time into one buffer
+        and undoes the dot-stuffing once: about 2x at the peak. Replies, limits, the end of
+        data and their order are aiosmtpd's (see read_data)."""
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
         assert self.envelope is not None
@@ -128,44 +131,130 @@ class VeilSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        buffer = bytearray()
-        received = 0
-        in_line = False  # a line longer than the stream limit arrives in pieces
-        state = _DataState.NOMINAL
-        while self.transport is not None:
-            try:
-                line = await self._reader.readuntil(b"\r\n")
-            except asyncio.CancelledError:
-                self._writer.close()  # the connection went away during DATA
-                raise
-            except asyncio.LimitOverrunError as error:
-                state = _DataState.TOO_LONG if state is _DataState.NOMINAL else state
-                buffer = bytearray()  # refused anyway: let the memory go now
-                line = await self._reader.read(error.consumed)
-            if not in_line and line == b".\r\n":
-                break
-            received += len(line)
-            if state is _DataState.NOMINAL and self.data_size_limit and \
-                    received > self.data_size_limit:
-                state = _DataState.TOO_MUCH
-                buffer = bytearray()
-            if state is _DataState.NOMINAL:
-                if len(line) > self.line_length_limit:
-                    state = _DataState.TOO_LONG
-                    buffer = bytearray()
-                elif line[:1] == b".":  # RFC 5321 4.5.2: the sender doubled a leading dot
-                    buffer += memoryview(line)[1:]
-                else:
-                    buffer += line
-            in_line = not line.endswith(b"\r\n")
+        try:
+            read = await read_data(self._reader, self.line_length_limit, self.data_size_limit,
+                                   lambda: self.transport is not None)
+        except asyncio.CancelledError:
+            self._writer.close()  # the connection went away during DATA
+            raise
+        if read is None:
+            return  # the connection closed before the end of data: nothing was accepted
+        state, content = read
         if state is not _DataState.NOMINAL:
             await self.push("500 Line too long (see RFC5321 4.5.3.1.6)"
                             if state is _DataState.TOO_LONG else "552 Error: Too much mail data")
             self._set_post_data_state()
             return
-        content = bytes(buffer)
-        del buffer
         self.envelope.content = self.envelope.original_content = content
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
+
+
+class _Lines:
+    """aiosmtpd's DATA limits, applied to the stuffed lines as they arrive (RFC 5321 4.5.3.1).
+
+    aiosmtpd reads line by line from a stream whose limit is the line length limit: a line
+    longer than that overruns the stream and is refused before its size is counted; any other
+    line is counted first, then checked against the size and the length limits. The first
+    limit broken decides the reply."""
+
+    def __init__(self, line_length_limit: int, data_size_limit: int) -> None:
+        self.line_length_limit = line_length_limit
+        self.data_size_limit = data_size_limit
+        self.state = _DataState.NOMINAL
+        self.received = 0
+        self.partial = 0  # length of the line under way (no CRLF yet)
+        self.carry = b""  # a CR at the end of a piece: the next may start with its LF
+
+    def add(self, piece: bytes) -> None:
+        if self.state is not _DataState.NOMINAL:
+            return
+        if self.carry:
+            piece, self.carry = self.carry + piece, b""
+        if piece.endswith(b"\r"):
+            piece, self.carry = piece[:-1], b"\r"
+        lines = piece.split(b"\r\n")
+        last = len(lines[-1])
+        limit = self.line_length_limit
+        if len(lines) == 1:
+            if self.partial + last <= limit:
+                self.partial += last
+                return
+        else:
+            complete = self.partial + len(piece) - last  # bytes of the lines ended here
+            # Nearly always: no line is long and the size stays within its limit.
+            if self.partial + len(lines[0]) + 2 <= limit and last <= limit and \
+                    max(map(len, lines[1:-1]), default=0) + 2 <= limit and \
+                    not (self.data_size_limit and
+                         self.received + complete > self.data_size_limit):
+                self.received += complete
+                self.partial = last
+                return
+        for index, line in enumerate(lines):
+            length = self.partial + len(line)
+            if index == len(lines) - 1:  # no CRLF yet
+                self.partial = length
+                if length > limit:  # it will overrun the stream
+                    self.state = _DataState.TOO_LONG
+                return
+            self.partial = 0
+            if length > limit:  # it overran the stream: refused before being counted
+                self.state = _DataState.TOO_LONG
+                return
+            self.received += length + 2
+            if self.data_size_limit and self.received > self.data_size_limit:
+                self.state = _DataState.TOO_MUCH
+                return
+            if length + 2 > limit:
+                self.state = _DataState.TOO_LONG
+                return
+
+
+_COUNT_EVERY = 64 * 1024  # bytes read between two passes of the limits over what came in
+
+
+async def read_data(reader: asyncio.StreamReader, line_length_limit: int, data_size_limit: int,
+                    connected: Callable[[], bool] = lambda: True
+                    ) -> tuple[_DataState, bytes] | None:
+    """The message after DATA, up to the line that holds only ".", dot-stuffing undone, and
+    whether a limit was broken; None when the connection closes first.
+
+    The end of data is a ".\r\n" at the start of a line, and a read up to the first ".\r\n"
+    always ends on one when there is one: the two bytes before it say whether it starts a
+    line. The stream gives at most its limit's worth without a ".\r\n", and keeps the last
+    two bytes of what it searched for the next read, so no ".\r\n" is split between reads.
+    The limits are applied every _COUNT_EVERY bytes (so memory stays bounded when they are
+    broken) and at the end."""
+    buffer = bytearray()
+    lines = _Lines(line_length_limit, data_size_limit)
+    counted = 0  # buffer[:counted] has been through the limits
+    dropped = 0  # bytes let go once a limit was broken (the reply is decided by then)
+    while connected():
+        try:
+            piece = await reader.readuntil(b".\r\n")
+        except asyncio.LimitOverrunError as error:
+            buffer += await reader.read(error.consumed)
+        else:
+            dot = len(buffer) + len(piece) - 3
+            buffer += piece
+            if dot + dropped == 0 or (dot >= 2 and buffer[dot - 2:dot] == b"\r\n"):
+                lines.add(bytes(buffer[counted:dot]))
+                del buffer[dot:]
+                break
+        if len(buffer) - counted >= _COUNT_EVERY:
+            lines.add(bytes(buffer[counted:]))
+            counted = len(buffer)
+            if lines.state is not _DataState.NOMINAL:
+                dropped += len(buffer) - 2
+                del buffer[:-2]  # refused anyway: keep only what finds the end of data
+                counted = len(buffer)
+    else:
+        return None
+    if lines.state is not _DataState.NOMINAL:
+        return lines.state, b""
+    if buffer.startswith(b"."):  # RFC 5321 4.5.2: the sender doubled a leading dot
+        del buffer[:1]
+    if b"\r\n." in buffer:
+        buffer = buffer.replace(b"\r\n.", b"\r\n")
+    return _DataState.NOMINAL, bytes(buffer)
