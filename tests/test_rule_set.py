@@ -159,7 +159,12 @@ def test_check_command_prints_one_json_verdict_per_file(tmp_path: Path) -> None:
 
 
 def test_html_that_repeats_the_plain_text_is_read_once_and_extra_html_still_counts() -> None:
+    from gateway.rules.engine import distinct_segments
     from gateway.rules.text import message_text
+
+    def read_once(message: bytes) -> list[str]:
+        return [where for where, _ in
+                distinct_segments((s.where, s.text) for s in message_text(message).segments)]
 
     def alternative(plain: str, html: str) -> bytes:
         return (f'Subject: s\r\nContent-Type: multipart/alternative; boundary="b"\r\n\r\n'
@@ -167,10 +172,10 @@ def test_html_that_repeats_the_plain_text_is_read_once_and_extra_html_still_coun
                 f"Content-Type: text/html\r\n\r\n{html}\r\n--b--\r\n").encode()
 
     same = alternative("Thanks for the refund.\r\nBest", "<p>Thanks for the refund.</p><p>Best</p>")
-    assert [s.where for s in message_text(same).segments] == ["subject", "body"]
+    assert read_once(same) == ["subject", "body"]
     extra = alternative("Thanks for the refund.", "<p>Thanks for the refund.</p><p>you are so hot</p>")
     assert judge(extra, RULESET, 10).action == "quarantine"
     # The HTML's words inside longer words of the plain text are no repeat of it.
     inside_words = alternative("Please ssend nudess today", "<p>send nudes</p>")
-    assert [s.where for s in message_text(inside_words).segments] == ["subject", "body", "body"]
+    assert read_once(inside_words) == ["subject", "body", "body"]
     assert judge(inside_words, RULESET, 10).action == "quarantine"

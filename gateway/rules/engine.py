@@ -12,7 +12,7 @@ sum of the scores of the rules that matched against the quarantine threshold.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -402,10 +402,8 @@ class RuleSet:
     def evaluate(self, segments: Sequence[tuple[str, str]]) -> list[Match]:
         """Every rule and meta rule that matched, each once."""
         matched: dict[int, Match] = {}
-        texts: list[tuple[str, Normalised]] = []
-        for where, text in segments:
-            normalised = normalise(text)
-            texts.append((where, normalised))
+        texts = distinct_segments(segments)
+        for where, normalised in texts:
             for index, match in self.match_text(normalised, where).items():
                 matched.setdefault(index, match)
         matches = list(matched.values())
@@ -423,6 +421,24 @@ class RuleSet:
             matches.append(Match(meta.id, meta.category, meta.score,
                                  "combination: " + ", ".join(sorted(names)), "message"))
         return matches
+
+
+def distinct_segments(segments: Iterable[tuple[str, str]]) -> list[tuple[str, Normalised]]:
+    """Each segment normalised, without a body segment whose words all stand, in order and
+    whole, in an earlier one: the HTML half of a multipart/alternative usually repeats the
+    plain half, and matching it again finds nothing new. Anything the HTML says that the
+    plain text does not is still matched ("send nudes" is no repeat of "ssend nudess")."""
+    kept: list[tuple[str, Normalised]] = []
+    bodies: list[str] = []
+    for where, text in segments:
+        normalised = normalise(text)
+        if where == "body":
+            words = normalised.text.strip()
+            if bodies and (not words or any(f" {words} " in body for body in bodies)):
+                continue
+            bodies.append(f" {words} ")
+        kept.append((where, normalised))
+    return kept
 
 
 def _classify(classifier: ClassifierRule,

@@ -91,25 +91,4 @@ def message_text(raw: bytes) -> MessageText:
         text = text[:budget]
         budget -= len(text)
         segments.append(Segment("body", text))
-    return MessageText(tuple(_without_repeats(segments)), tuple(tree.defects))
-
-
-def _flat(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _without_repeats(segments: list[Segment]) -> list[Segment]:
-    """Drop a body segment whose words all stand, in order, in an earlier one: the HTML half
-    of a multipart/alternative usually repeats the plain half, and matching it again finds
-    nothing new. Anything the HTML says that the plain text does not is still matched."""
-    kept: list[Segment] = []
-    seen: list[str] = []
-    for segment in segments:
-        if segment.where == "body":
-            # Whole words only: "send nudes" is no repeat of "ssend nudess".
-            flat = f" {_flat(segment.text)} "
-            if any(flat in earlier for earlier in seen):
-                continue
-            seen.append(flat)
-        kept.append(segment)
-    return kept
+    return MessageText(tuple(segments), tuple(tree.defects))

@@ -18,6 +18,7 @@ import numpy as np
 
 from gateway.rules.classifier import (BENIGN, WINDOW_DEFAULT, Classifier, features_of,
                                       sentences_of, units_of, word_key, written_text)
+from gateway.rules.engine import distinct_segments
 from gateway.rules.normalise import normalise
 from gateway.rules.text import message_text
 
@@ -72,7 +73,9 @@ def examples_from_mail(folder: Path) -> list[Example]:
 
 def _mail_text(path: Path) -> str:
     content = message_text(path.read_bytes())
-    return "\n".join(s.text for s in content.segments if not s.where.startswith("header"))
+    segments = distinct_segments((s.where, s.text) for s in content.segments)
+    return "\n".join(normalised.original for where, normalised in segments
+                     if not where.startswith("header"))
 
 
 def load_examples(sources: Iterable[Path]) -> list[Example]:
