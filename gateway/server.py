@@ -158,10 +158,11 @@ class _Handler:
                         verdict="refused")
             return answer
         try:
-            outcome, details = await asyncio.wait_for(
-                self.process(raw, message_envelope),
-                min(PROCESSING_LIMIT_SECONDS, self.config.limits.data_timeout_seconds))
-        except asyncio.TimeoutError:
+            # In this task: wait_for would start another task for every message.
+            async with asyncio.timeout(min(PROCESSING_LIMIT_SECONDS,
+                                           self.config.limits.data_timeout_seconds)):
+                outcome, details = await self.process(raw, message_envelope)
+        except TimeoutError:
             outcome, details = Retry("processing took too long", 451, "4.3.0"), {}
         except StoreUnavailable as error:
             outcome, details = Retry(f"quarantine store unavailable: {error}", 451, "4.3.0"), {}

@@ -370,3 +370,17 @@ async def test_spool_next_hop_writes_what_would_be_sent(tmp_path: Path) -> None:
     [eml] = (tmp_path / "outbox").glob("*.eml")
     assert b"Jane" not in eml.read_bytes()
     assert eml.with_name(eml.name.replace(".eml", ".envelope.json")).exists()
+
+
+async def test_processing_over_the_time_limit_answers_451(tmp_path: Path) -> None:
+    slow = await start_sink(SinkHandler(data_delay=3.0))
+    running = await start_gateway(tmp_path, outbound={"next_hop": slow.url},
+                                  limits={"data_timeout_seconds": 1})
+    try:
+        code, text = await running.send_outbound("jane.doe@corp.example",
+                                                 ["customer@example.net"], AGENT_MAIL)
+    finally:
+        await running.close()
+        slow.server.close()
+    assert code == 451
+    assert "too long" in text
