@@ -11,7 +11,6 @@ jobs run in the first worker only.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import signal
 import socket
@@ -22,6 +21,7 @@ from typing import Any
 
 from gateway.config import Config, ConfigError, HostPort, load_directory
 from gateway.eventlog import configure, log_event
+from gateway.heap import freeze_startup_state
 
 
 @dataclass
@@ -193,9 +193,7 @@ async def _worker(config: Config, loaded: dict[str, Any], listeners: Listeners,
         jobs.append(asyncio.create_task(digest_loop(store, config)))
     else:
         listeners.review.close()
-    # What start-up loaded (directory, rules, classifier, modules) lives as long as the worker:
-    # kept out of the collector's full passes, which would otherwise walk it every time.
-    gc.freeze()
+    freeze_startup_state()
     log_event("worker_ready", first=first)
     await stop.wait()
     for server in servers:
