@@ -94,7 +94,7 @@ def load_examples(sources: Iterable[Path]) -> list[Example]:
 
 
 def train(examples: Sequence[Example], strength: float = 4.0, min_count: int = 2,
-          benign_weight: float = 2.0, common: float = 0.05,
+          benign_weight: float = 3.0, common: float = 0.05,
           window: int = WINDOW_DEFAULT) -> Classifier:
     """Two logistic regressions over word, stem and word-pair counts (see classifier.py).
 
