@@ -15,9 +15,9 @@ from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.rules.classifier import (HEAD, TAIL, Classifier, ModelError, features_of,
-                                      load_classifier, sentences_of, units_of, words_of,
-                                      written_text)
+from gateway.rules.classifier import (HEAD, TAIL, Classifier, ModelError, _ascii_sentences,
+                                      ascii_sentences, features_of, load_classifier,
+                                      sentences_of, units_of, words_of, written_text)
 from gateway.rules.normalise import normalise
 from gateway.rules.engine import RuleError, judge, load_ruleset
 from gateway.rules.training import Example, TrainingError, examples_from_jsonl, train
@@ -292,3 +292,14 @@ def test_shipped_model_is_what_the_committed_data_trains(tmp_path: Path) -> None
     for name in ("bias", "token_weights", "stem_weights", "pair_weights"):
         # float16 storage; another machine's arithmetic may round a weight the other way
         np.testing.assert_allclose(getattr(trained, name), getattr(shipped, name), atol=0.01)
+
+
+@pytest.mark.skipif(ascii_sentences is None, reason="gateway.rules._fold was not compiled "
+                    "(no C compiler at install): sentences_of runs the Python lines")
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(list("abZ09") + [" ", "  ", "\n", ". ", "! ", "? ", "; ", ".",
+                                                 ";", "\0", "_", "-", "'", "word", "\t"]),
+                max_size=40))
+def test_compiled_sentence_split_is_the_python_one(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert ascii_sentences(text) == _ascii_sentences(text)

@@ -1,4 +1,5 @@
-/* The ASCII steps of gateway/rules/normalise.py in compiled form.
+/* The ASCII steps of gateway/rules/normalise.py in compiled form, and the classifier's
+ * sentence split (ascii_sentences, at the end).
  *
  * fold_ascii(text) gives what _pipeline's last five steps give for lower-case ASCII text:
  * leetspeak folded inside words, s p a c e d letters joined, whitespace collapsed (a run
@@ -236,7 +237,67 @@ static PyObject *fold_ascii(PyObject *module, PyObject *arg) {
     return result;
 }
 
+/* Appends the word s[start:end] to `words` when it is not empty; -1 on error. */
+static int add_word(PyObject *words, const char *s, Py_ssize_t start, Py_ssize_t end) {
+    if (end <= start)
+        return 0;
+    PyObject *word = PyUnicode_FromStringAndSize(s + start, end - start);
+    if (!word)
+        return -1;
+    int failed = PyList_Append(words, word);
+    Py_DECREF(word);
+    return failed;
+}
+
+/* Appends `*words` to `sentences` when it holds a word, and starts a new one; -1 on error. */
+static int end_sentence(PyObject *sentences, PyObject **words) {
+    if (PyList_GET_SIZE(*words) == 0)
+        return 0;
+    int failed = PyList_Append(sentences, *words);
+    Py_DECREF(*words);
+    *words = failed ? NULL : PyList_New(0);
+    return *words ? 0 : -1;
+}
+
+/* classifier.sentences_of on ASCII text: the words (runs of letters and digits) sentence by
+ * sentence, a sentence ending at a line break and at a space after . ! ? or ;. */
+static PyObject *ascii_sentences(PyObject *module, PyObject *arg) {
+    (void)module;
+    if (!PyUnicode_Check(arg) || !PyUnicode_IS_ASCII(arg)) {
+        PyErr_SetString(PyExc_ValueError, "ascii_sentences takes ASCII text");
+        return NULL;
+    }
+    const char *s = PyUnicode_DATA(arg);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg), start = 0;
+    PyObject *sentences = PyList_New(0), *words = PyList_New(0);
+    if (!sentences || !words)
+        goto error;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            continue;
+        if (add_word(words, s, start, i) < 0)
+            goto error;
+        start = i + 1;
+        if (c == '\n' || (c == ' ' && i > 0 && (s[i - 1] == '.' || s[i - 1] == '!' ||
+                                                s[i - 1] == '?' || s[i - 1] == ';'))) {
+            if (end_sentence(sentences, &words) < 0)
+                goto error;
+        }
+    }
+    if (add_word(words, s, start, n) < 0 || end_sentence(sentences, &words) < 0)
+        goto error;
+    Py_DECREF(words);
+    return sentences;
+error:
+    Py_XDECREF(sentences);
+    Py_XDECREF(words);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"ascii_sentences", ascii_sentences, METH_O,
+     "classifier.sentences_of on ASCII text: the words of each sentence."},
     {"fold_ascii", fold_ascii, METH_O,
      "The last five normalisation steps on lower-case ASCII text (see normalise.py)."},
     {NULL, NULL, 0, NULL},

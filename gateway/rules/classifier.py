@@ -26,6 +26,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+try:
+    from gateway.rules._fold import ascii_sentences
+except ImportError:  # built without a C compiler: _ascii_sentences does the same
+    ascii_sentences = None
+
 BENIGN = "benign"  # the label of ordinary replies in training data
 STEM = 6             # a word of more than STEM letters also counts by its first STEM letters
 WINDOW_DEFAULT = 24  # at most this many words are judged together: about two sentences
@@ -94,6 +99,13 @@ def sentences_of(text: str) -> list[list[str]]:
     signature is not part of what follows). Sentences without words are dropped."""
     if not text.isascii():
         return [words for words in map(words_of, _SENTENCE_END.split(text)) if words]
+    if ascii_sentences is not None:
+        return ascii_sentences(text)  # _ascii_sentences compiled (_fold.c)
+    return _ascii_sentences(text)
+
+
+def _ascii_sentences(text: str) -> list[list[str]]:
+    """sentences_of on ASCII text."""
     # words_of's fast path once for the whole text, with NUL marking where sentences end:
     # translate keeps it, and it cannot be part of a word. str.replace is many times faster
     # than the regular expression here.
