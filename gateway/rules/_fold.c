@@ -7,7 +7,7 @@
  * collapsed. Each step is one pass over a buffer, in the same order as the regular
  * expressions it replaces; normalise.py stays the definition, and a test compares the two on
  * generated text. The regular expressions cost about 0.4 ms on a 10 KB message, these passes
- * a few microseconds.
+ * about 0.05 ms.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -70,7 +70,8 @@ static char leet_letter(char c) {
 static void fold_leet(char *s, Py_ssize_t n) {
     int any = 0;
     for (Py_ssize_t i = 0; i < n && !any; i++) {
-        if (is_leet(s[i]) && ((i > 0 && is_letter(s[i - 1])) || (i + 1 < n && is_letter(s[i + 1]))))
+        if (is_leet(s[i]) &&
+            ((i > 0 && is_letter(s[i - 1])) || (i + 1 < n && is_letter(s[i + 1]))))
             any = 1;
     }
     if (!any)
@@ -158,7 +159,7 @@ static Py_ssize_t collapse_whitespace(const char *s, Py_ssize_t n, char *out) {
         return 0;
     Py_ssize_t o = 0;
     int lines = 0;        /* lines written so far */
-    int line_words = 0;   /* words written on the current line */
+    int line_words = 0;   /* whether the current line has a word yet */
     int pending = 0;      /* whitespace seen since the last word of the line */
     if (is_space(s[0]))
         out[o++] = ' ';
