@@ -67,7 +67,8 @@ def test_compiled_ascii_steps_are_the_regular_expressions(pieces: list[str]) -> 
 
 @pytest.mark.skipif(fold_ascii is None, reason="gateway.rules._fold was not compiled")
 @pytest.mark.parametrize("text", ["", " ", "\n", " \t\r\n ", "x", "ab", "a b", "a_b", "1",
-                                  "a b c!", "\r\n\r\nhi\r\n", "s . e . x", "a. b. c.", "a-b-"])
+                                  "a b c!", "\r\n\r\nhi\r\n", "s . e . x", "a. b. c.", "a-b-",
+                                  "a_ " * 100 + "ab", "a " * 100, "x.y " * 70])
 def test_compiled_ascii_steps_on_edges(text: str) -> None:
     assert fold_ascii(text) == _ascii_steps(text, _fast, [])[0]
 

@@ -116,15 +116,19 @@ static Py_ssize_t join_letters(const char *s, Py_ssize_t n, char *out) {
     return o;
 }
 
-/* _SPACED_ASCII: \b[a-z](?:[.\-_*~] ?| )(?:[a-z](?:[.\-_*~] ?| ))*[a-z]\b, replaced by
+/* normalise.SPACED_LETTERS: the most letters one run joins */
+#define SPACED_LETTERS 64
+
+/* _SPACED_ASCII: \b[a-z](?:[.\-_*~] ?| )(?:[a-z](?:[.\-_*~] ?| )){0,62}[a-z]\b, replaced by
  * join_letters. The greedy repetition gives back letters until one stands before a word
- * edge, so a match ends at the last letter of the chain that does. */
+ * edge, so a match ends at the last letter of the chain (of at most SPACED_LETTERS) that
+ * does. */
 static Py_ssize_t join_spaced(const char *s, Py_ssize_t n, char *out) {
     Py_ssize_t i = 0, o = 0;
     while (i < n) {
         if (is_letter(s[i]) && (i == 0 || !is_word(s[i - 1]))) {
             Py_ssize_t letter = i, end = -1;
-            for (;;) {
+            for (int letters = 1; letters < SPACED_LETTERS; letters++) {
                 Py_ssize_t k = letter + 1;
                 if (k < n && is_marker(s[k])) {
                     k++;

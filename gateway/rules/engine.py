@@ -12,6 +12,7 @@ sum of the scores of the rules that matched against the quarantine threshold.
 from __future__ import annotations
 
 import tomllib
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,13 +354,16 @@ class RuleSet:
             rule = self.rules[index]
             within = rule.near[slot].within
             reach = (within + 2) * MAX_WORD
+            # Only the second words within reach of each first word are looked at: a hostile
+            # text of thousands of both, out of reach of each other, stays linear.
+            seconds = sorted(seconds)
             for a in starts:
-                close = [b for b in seconds if b != a and abs(b - a) <= reach
-                         and _words_between(text, a, b) <= within + 1]
-                if close:
-                    b = close[0]
+                low, high = bisect_left(seconds, a - reach), bisect_right(seconds, a + reach)
+                b = next((b for b in seconds[low:high]
+                          if b != a and _words_between(text, a, b) <= within + 1), None)
+                if b is not None:
                     start, end = min(a, b), max(a, b) + 1
-                    end = regex.compile(r"\w*").match(text, end).end()
+                    end = _WORD_REST.match(text, end).end()
                     if not self._excepted(rule, text, start, end):
                         found[index] = self._match(rule, normalised, start, end, where)
                         break
@@ -488,6 +492,7 @@ def _segment_kind(where: str) -> str:
 
 
 _WORD_START = regex.compile(r"\W\w")
+_WORD_REST = regex.compile(r"\w*")
 
 
 def _words_between(text: str, a: int, b: int) -> int:

@@ -44,9 +44,14 @@ _LEET_WORD = re.compile(r"(?<![\w@$!|+€])(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]
 # Starts with the rare characters so the scan skips ahead quickly.
 _LEET_NEIGHBOURS = re.compile(r"[0-9@$!|+€](?:(?<=[a-z].)|(?=[a-z]))")
 # Two or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x", "s. e. x".
-_SPACED = re.compile(r"\b[a-z](?:[.\-_*~·•] ?| )(?:[a-z](?:[.\-_*~·•] ?| ))*[a-z]\b")
+# At most SPACED_LETTERS in one run: no word is that long, and without a bound a hostile text of
+# single letters that never reach a word edge ("a_ a_ a_ ...") costs quadratic time.
+SPACED_LETTERS = 64
+_SPACED = re.compile(r"\b[a-z](?:[.\-_*~·•] ?| )(?:[a-z](?:[.\-_*~·•] ?| )){0,%d}[a-z]\b"
+                     % (SPACED_LETTERS - 2))
 # The same on ASCII text, where ASCII word edges are the same and twice as fast to test.
-_SPACED_ASCII = re.compile(r"\b[a-z](?:[.\-_*~] ?| )(?:[a-z](?:[.\-_*~] ?| ))*[a-z]\b", re.ASCII)
+_SPACED_ASCII = re.compile(r"\b[a-z](?:[.\-_*~] ?| )(?:[a-z](?:[.\-_*~] ?| )){0,%d}[a-z]\b"
+                           % (SPACED_LETTERS - 2), re.ASCII)
 _MARKED_SEPARATOR = re.compile(r"[.\-_*~·•]")
 _WORD_BREAK = re.compile(r"(?<=[a-z]) (?=[a-z])")
 _REPEATS = re.compile(r"([a-z])\1\1+")  # faster than \1{2,} in re

@@ -1,0 +1,48 @@
+"""Text built to make matching slow still gets a verdict.
+
+A message under 256 KB is judged on the event loop, so a step whose cost grows with the square
+of the text would stall every connection of the worker. Each text below took minutes with
+such a step (thousands of first words of a proximity rule out of reach of thousands of second
+words; single letters that never reach a word edge, which the spaced-letter step retried from
+each letter) and takes about a second now. The subprocess's timeout is a guard against a hang,
+not a measure of speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+from gateway.rules.normalise import SPACED_LETTERS, normalise
+
+JUDGE = """
+import json, sys
+from pathlib import Path
+from gateway.rules.engine import judge, load_ruleset
+ruleset = load_ruleset([Path(sys.argv[1]) / "rules"])
+verdicts = []
+for body in json.loads(sys.stdin.read()):
+    verdict = judge(("Subject: hello\\r\\n\\r\\n" + body).encode(), ruleset, 10)
+    verdicts.append([verdict.action, [m.rule for m in verdict.matches]])
+print(json.dumps(verdicts))
+"""
+
+
+def test_texts_built_to_be_slow_are_judged() -> None:
+    bodies = [
+        "message " * 30_000 + "nothing in between. " + "instagram " * 30_000,
+        "a_ " * 150_000 + "now send nudes",
+    ]
+    result = subprocess.run([sys.executable, "-c", JUDGE, str(ROOT)], input=json.dumps(bodies),
+                            capture_output=True, text=True, timeout=120, check=True)
+    proximity, spaced = json.loads(result.stdout)
+    assert proximity[0] in ("deliver", "quarantine")
+    assert spaced[0] == "quarantine" and "en-photo-near" in spaced[1]  # its excerpt was built too
+
+
+def test_a_spaced_run_joins_at_most_so_many_letters() -> None:
+    letters = " ".join(chr(ord("a") + i % 26) for i in range(SPACED_LETTERS + 6))
+    assert [len(word) for word in normalise(letters).text.split()] == [SPACED_LETTERS, 6]
