@@ -138,6 +138,14 @@ def test_hidden_html_and_comments_are_not_what_a_person_sees() -> None:
     assert judge(shown, RULESET, 10).action == "quarantine"
 
 
+@pytest.mark.parametrize("depth", [300, 3000])
+def test_html_nested_deeper_than_the_parser_goes_is_still_read(depth: int) -> None:
+    # libxml2 drops what lies deeper than 256 levels (2,048 with huge_tree); a client shows it.
+    nested = "<div>" * depth + "send nudes now" + "</div>" * depth
+    message = f"Content-Type: text/html\r\n\r\n{nested}".encode()
+    assert judge(message, RULESET, 10).action == "quarantine"
+
+
 def test_check_command_prints_one_json_verdict_per_file(tmp_path: Path) -> None:
     broken = tmp_path / "broken.eml"
     broken.write_bytes(b"\x00garbage")

@@ -37,30 +37,37 @@ def visible_html_text(markup: str) -> str:
     """HTML as rendered: hidden elements, comments, scripts and styles dropped."""
     if not markup.strip():
         return ""
+    # libxml2 drops what lies deeper than 256 levels (2,048 with huge_tree), which a mail
+    # client still shows: past that, every word of the markup counts, hidden or not. One
+    # parser per call: its error log is this parse's, whatever thread judges the message.
+    parser = lxml_html.HTMLParser(huge_tree=True)
     try:
-        root = lxml_html.document_fromstring(markup)
+        root = lxml_html.document_fromstring(markup, parser=parser)
+        if any(error.type_name == "ERR_RESOURCE_LIMIT" for error in parser.error_log):
+            raise ValueError("nested too deeply for the HTML parser")
     except (etree.ParserError, ValueError):
         return html.unescape(re.sub(r"<[^>]*>", " ", markup))
     pieces: list[str] = []
-
-    def walk(element: etree._Element) -> None:
-        tag = element.tag if isinstance(element.tag, str) else ""
-        hidden = (tag.lower() in _DROPPED_TAGS or element.get("hidden") is not None
-                  or element.get("aria-hidden") == "true"
-                  or _HIDDEN_STYLE.search(element.get("style") or ""))
-        if tag and not hidden:
-            if tag.lower() in _BLOCK_TAGS:
+    # Depth first with a stack of its own, not recursion: nesting has no limit now.
+    stack: list[tuple[etree._Element, bool]] = [(root, False)]
+    while stack:
+        element, closing = stack.pop()
+        tag = element.tag.lower() if isinstance(element.tag, str) else ""
+        if closing:
+            if tag in _BLOCK_TAGS:
+                pieces.append("\n")
+        elif tag and not (tag in _DROPPED_TAGS or element.get("hidden") is not None
+                          or element.get("aria-hidden") == "true"
+                          or _HIDDEN_STYLE.search(element.get("style") or "")):
+            if tag in _BLOCK_TAGS:
                 pieces.append("\n")
             if element.text:
                 pieces.append(element.text)
-            for child in element:
-                walk(child)
-            if tag.lower() in _BLOCK_TAGS:
-                pieces.append("\n")
+            stack.append((element, True))
+            stack.extend((child, False) for child in reversed(element))
+            continue
         if element.tail:  # the tail is outside the element: visible even if it is hidden
             pieces.append(element.tail)
-
-    walk(root)
     return "".join(pieces)
 
 
