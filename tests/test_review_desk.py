@@ -237,3 +237,11 @@ def test_queue_pages_use_the_index_at_any_size(desk: tuple) -> None:
     assert "messages_by_status" in plan and "TEMP B-TREE" not in plan
     page = store.list(status="held", before_id=5000, limit=50)
     assert [h.id for h in page] == list(range(4999, 4949, -1))
+
+
+@pytest.mark.parametrize("depth", [300, 3000])
+def test_reviewer_sees_html_nested_deeper_than_the_parser_goes(depth: int) -> None:
+    nested = "<div>" * depth + "send nudes now" + "<img src=x onerror=alert(1)>" + "</div>" * depth
+    clean = sanitise_html(nested)
+    assert "send nudes now" in clean
+    assert "<img" not in clean.lower() and "<script" not in clean.lower()

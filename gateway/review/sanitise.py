@@ -25,9 +25,14 @@ def sanitise_html(markup: str) -> str:
     """Markup with only inert formatting left; links and remote images are neutralised."""
     if not markup.strip():
         return ""
+    # Past the parser's depth limit libxml2 would drop the rest, which the reviewer must see:
+    # the markup is shown as text instead.
+    parser = lxml_html.HTMLParser(huge_tree=True)
     try:
-        root = lxml_html.document_fromstring(markup)
+        root = lxml_html.document_fromstring(markup, parser=parser)
     except (etree.ParserError, ValueError):
+        return _escape(markup)
+    if any(error.type_name == "ERR_RESOURCE_LIMIT" for error in parser.error_log):
         return _escape(markup)
     body = root.find("body")
     container = body if body is not None else root
