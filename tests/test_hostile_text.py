@@ -4,7 +4,8 @@ A message under 256 KB is judged on the event loop, so a step whose cost grows w
 of the text would stall every connection of the worker. Each text below took minutes with
 such a step (thousands of first words of a proximity rule out of reach of thousands of second
 words; single letters that never reach a word edge, which the spaced-letter step retried from
-each letter) and takes about a second now. The subprocess's timeout is a guard against a hang,
+each letter; thousands of text parts, each compared with all before it as a possible repeat)
+and takes about a second now. The subprocess's timeout is a guard against a hang,
 not a measure of speed.
 """
 
@@ -25,21 +26,28 @@ from gateway.rules.engine import judge, load_ruleset
 ruleset = load_ruleset([Path(sys.argv[1]) / "rules"])
 verdicts = []
 for body in json.loads(sys.stdin.read()):
-    verdict = judge(("Subject: hello\\r\\n\\r\\n" + body).encode(), ruleset, 10)
+    message = body if body.startswith("Content-Type") else "Subject: hello\\r\\n\\r\\n" + body
+    verdict = judge(message.encode(), ruleset, 10)
     verdicts.append([verdict.action, [m.rule for m in verdict.matches]])
 print(json.dumps(verdicts))
 """
 
 
 def test_texts_built_to_be_slow_are_judged() -> None:
+    parts = "".join(f"--b\r\nContent-Type: text/plain\r\n\r\nline {i} of the log\r\n"
+                    for i in range(16_000))
     bodies = [
         "message " * 30_000 + "nothing in between. " + "instagram " * 30_000,
         "a_ " * 150_000 + "now send nudes",
+        # Every text part was compared with every one before it, in case it repeated it.
+        f'Content-Type: multipart/mixed; boundary="b"\r\n\r\n{parts}--b\r\n'
+        "Content-Type: text/plain\r\n\r\nsend nudes now\r\n--b--\r\n",
     ]
     result = subprocess.run([sys.executable, "-c", JUDGE, str(ROOT)], input=json.dumps(bodies),
                             capture_output=True, text=True, timeout=120, check=True)
-    proximity, spaced = json.loads(result.stdout)
+    proximity, spaced, many_parts = json.loads(result.stdout)
     assert proximity[0] in ("deliver", "quarantine")
+    assert many_parts[0] == "quarantine"
     assert spaced[0] == "quarantine" and "en-photo-near" in spaced[1]  # its excerpt was built too
 
 

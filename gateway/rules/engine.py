@@ -29,6 +29,7 @@ from gateway.rules.text import message_text
 WINDOW = 80            # characters either side of an anchor that a pattern or exception sees
 MAX_WORD = 30          # characters per word when bounding a proximity search
 PATTERN_TIMEOUT = 0.05  # seconds per pattern search: a safety net, patterns are checked at load
+REPEAT_LOOKBACK = 4    # body segments before one that it may repeat (see distinct_segments)
 SEGMENT_KINDS = ("subject", "body", "headers")
 # A group that contains a quantifier and is itself quantified can backtrack exponentially.
 _NESTED_QUANTIFIER = regex.compile(r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d*,\d*\})(?:[^()\\]|\\.)*\)"
@@ -429,16 +430,20 @@ class RuleSet:
 
 def distinct_segments(segments: Iterable[tuple[str, str]]) -> list[tuple[str, Normalised]]:
     """Each segment normalised, without a body segment whose words all stand, in order and
-    whole, in an earlier one: the HTML half of a multipart/alternative usually repeats the
-    plain half, and matching it again finds nothing new. Anything the HTML says that the
-    plain text does not is still matched ("send nudes" is no repeat of "ssend nudess")."""
+    whole, in one of the few before it: the HTML half of a multipart/alternative usually
+    repeats the plain half, and matching it again finds nothing new. Anything the HTML says
+    that the plain text does not is still matched ("send nudes" is no repeat of "ssend
+    nudess"). Only the last REPEAT_LOOKBACK bodies are compared, as alternatives stand side
+    by side: against all of them, a message of thousands of small parts costs quadratic time,
+    and a repeat that is kept costs only the time to match it again."""
     kept: list[tuple[str, Normalised]] = []
     bodies: list[str] = []
     for where, text in segments:
         normalised = normalise(text)
         if where == "body":
             words = normalised.text.strip()
-            if bodies and (not words or any(f" {words} " in body for body in bodies)):
+            if bodies and (not words or any(f" {words} " in body
+                                            for body in bodies[-REPEAT_LOOKBACK:])):
                 continue
             bodies.append(f" {words} ")
         kept.append((where, normalised))
