@@ -138,6 +138,15 @@ def test_hidden_html_and_comments_are_not_what_a_person_sees() -> None:
     assert judge(shown, RULESET, 10).action == "quarantine"
 
 
+@pytest.mark.parametrize("wrapped", ["<noscript>{}</noscript>", "<svg><text>{}</text></svg>",
+                                     '<object data="x.swf">{}</object>'])
+def test_html_that_mail_clients_show_is_read(wrapped: str) -> None:
+    # Mail clients run no scripts and load no objects: the fallback content is what they show.
+    html = "<p>Order 4471.</p>" + wrapped.format("send nudes now")
+    assert judge(f"Content-Type: text/html\r\n\r\n{html}".encode(), RULESET, 10).action == \
+        "quarantine"
+
+
 @pytest.mark.parametrize("depth", [300, 3000])
 def test_html_nested_deeper_than_the_parser_goes_is_still_read(depth: int) -> None:
     # libxml2 drops what lies deeper than 256 levels (2,048 with huge_tree); a client shows it.

@@ -16,7 +16,9 @@ MAX_TEXT = 512 * 1024  # per message: rules look at the first 512 KB of visible 
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0"
                            r"(?![.\d])|opacity\s*:\s*0(?![.\d])|max-height\s*:\s*0(?![.\d])",
                            re.IGNORECASE)
-_DROPPED_TAGS = {"script", "style", "head", "title", "noscript", "template", "svg", "object"}
+# Never shown. <noscript> is (mail clients run no scripts), so are <svg> text and the fallback
+# inside <object> (clients load no objects): what they hold is read.
+_DROPPED_TAGS = {"script", "style", "head", "title", "template"}
 _BLOCK_TAGS = {"p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6",
                "table", "ul", "ol", "blockquote", "pre", "section", "article", "hr"}
 
