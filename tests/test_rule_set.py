@@ -139,9 +139,10 @@ def test_hidden_html_and_comments_are_not_what_a_person_sees() -> None:
 
 
 @pytest.mark.parametrize("wrapped", ["<noscript>{}</noscript>", "<svg><text>{}</text></svg>",
-                                     '<object data="x.swf">{}</object>'])
+                                     '<object data="x.swf">{}</object>', '<img src="x" alt="{}">'])
 def test_html_that_mail_clients_show_is_read(wrapped: str) -> None:
-    # Mail clients run no scripts and load no objects: the fallback content is what they show.
+    # Mail clients run no scripts, load no objects and often no images: the fallback content
+    # (an image's alt text) is what they show.
     html = "<p>Order 4471.</p>" + wrapped.format("send nudes now")
     assert judge(f"Content-Type: text/html\r\n\r\n{html}".encode(), RULESET, 10).action == \
         "quarantine"

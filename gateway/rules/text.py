@@ -63,6 +63,8 @@ def visible_html_text(markup: str) -> str:
                           or _HIDDEN_STYLE.search(element.get("style") or "")):
             if tag in _BLOCK_TAGS:
                 pieces.append("\n")
+            if tag == "img" and element.get("alt"):  # shown where images are not loaded
+                pieces.append(f" {element.get('alt')} ")
             if element.text:
                 pieces.append(element.text)
             stack.append((element, True))
