@@ -23,6 +23,7 @@ from gateway.rules.normalise import _ascii_steps, _fast, fold_ascii, normalise
     ("nu\u200bdes", "nudes"),
     ("ｎｕｄｅｓ", "nudes"),
     ("you.are.so.hot", "you are so hot"),
+    ("\u202esedun dnes\u202c", "send nudes"),  # a right-to-left override shows it mirrored
 ])
 def test_evasions_fold_to_the_word(written: str, seen: str) -> None:
     assert normalise(written).text == seen

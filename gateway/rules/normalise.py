@@ -61,6 +61,9 @@ _WHITESPACE = re.compile(r"(?:[^\S ]| (?=\s))\s*")
 # Dots or underscores gluing words ("you.are.so.hot"): a space.
 _GLUE = re.compile(r"[._~·•](?<=[a-z].)(?=[a-z])")
 _QUOTES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
+# Text after a right-to-left override (U+202E), up to its end (U+202C) or the line's, is shown
+# mirrored: "\u202esedun dnes" reads "send nudes". Put in reading order before the marks go.
+_OVERRIDDEN = regex.compile(r"\u202e([^\u202c\n]*)\u202c?")
 
 
 class Normalised:
@@ -166,6 +169,8 @@ def _pipeline(text: str, step: Step, offsets: list[int]) -> tuple[str, list[int]
     """The normalisation steps, in order; `step` either keeps the offset map or not."""
     if not text.isascii():
         text = text.translate(_QUOTES)
+        if "\u202e" in text:
+            text, offsets = step(_OVERRIDDEN, lambda m: m.group(1)[::-1], text, offsets)
         text, offsets = step(_NON_ASCII, _decompose, text, offsets)
         text, offsets = step(_INVISIBLE, "", text, offsets)
     lowered = text.lower()
