@@ -5,7 +5,8 @@ scripts and every remote load, so one missed case in here is not enough to hurt 
 from __future__ import annotations
 
 from lxml import etree
-from lxml import html as lxml_html
+
+from gateway.htmlparse import parse_html
 
 ALLOWED_TAGS = frozenset("""
 a abbr b blockquote br caption code col colgroup dd del div dl dt em font h1 h2 h3 h4 h5 h6 hr i
@@ -25,14 +26,9 @@ def sanitise_html(markup: str) -> str:
     """Markup with only inert formatting left; links and remote images are neutralised."""
     if not markup.strip():
         return ""
-    # Past the parser's depth limit libxml2 would drop the rest, which the reviewer must see:
-    # the markup is shown as text instead.
-    parser = lxml_html.HTMLParser(huge_tree=True)
     try:
-        root = lxml_html.document_fromstring(markup, parser=parser)
-    except (etree.ParserError, ValueError):
-        return _escape(markup)
-    if any(error.type_name == "ERR_RESOURCE_LIMIT" for error in parser.error_log):
+        root = parse_html(markup)
+    except (etree.ParserError, ValueError):  # unreadable or too deep: shown as text
         return _escape(markup)
     body = root.find("body")
     container = body if body is not None else root

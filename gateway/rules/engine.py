@@ -265,7 +265,7 @@ def load_ruleset(paths: Sequence[Path]) -> RuleSet:
 
 
 # Entries: (term length, kind, rule index, slot) with kind "term", "anchor", "a", "b"; the
-# automaton's values are (word length, padded key length, entries).
+# automaton's key number indexes _key_entries: (word length, entries).
 _Entry = tuple[int, str, int, int]
 
 
@@ -289,16 +289,16 @@ class RuleSet:
         # Keys are looked for in _on_word_edges(text), padded the same way: a key then only
         # matches where it stands on word edges, and the short ones ("u", "ur") are not
         # found inside every other word only to be thrown away.
-        keyed: dict[str, tuple[int, int, list[_Entry]]] = {}
+        keyed: dict[str, tuple[int, list[_Entry]]] = {}
         for key, values in entries.items():
             stem = key.endswith("*")
             word = key.rstrip("*")
             if word:
                 padded = _on_word_edges(word)[:-1] if stem else _on_word_edges(word)
-                keyed.setdefault(padded, (len(word), len(padded), []))[2].extend(values)
+                keyed.setdefault(padded, (len(word), []))[1].extend(values)
         # One automaton for every key: ahocorasick_rs' DFA finds the ~90 hits in a 10 KB
         # message in about half the time of pyahocorasick's trie walk.
-        self._key_entries = [(length, tuple(values)) for length, _, values in keyed.values()]
+        self._key_entries = [(length, tuple(values)) for length, values in keyed.values()]
         self.automaton = ahocorasick_rs.AhoCorasick(
             list(keyed), implementation=ahocorasick_rs.Implementation.DFA) if keyed else None
 

@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 
 from lxml import etree
-from lxml import html as lxml_html
 
+from gateway.htmlparse import parse_html
 from gateway.mime import Tree, decode_body, decode_text, decode_words, header_value, parse
 
 MAX_TEXT = 512 * 1024  # per message: rules look at the first 512 KB of visible text
@@ -39,15 +39,9 @@ def visible_html_text(markup: str) -> str:
     """HTML as rendered: hidden elements, comments, scripts and styles dropped."""
     if not markup.strip():
         return ""
-    # libxml2 drops what lies deeper than 256 levels (2,048 with huge_tree), which a mail
-    # client still shows: past that, every word of the markup counts, hidden or not. One
-    # parser per call: its error log is this parse's, whatever thread judges the message.
-    parser = lxml_html.HTMLParser(huge_tree=True)
     try:
-        root = lxml_html.document_fromstring(markup, parser=parser)
-        if any(error.type_name == "ERR_RESOURCE_LIMIT" for error in parser.error_log):
-            raise ValueError("nested too deeply for the HTML parser")
-    except (etree.ParserError, ValueError):
+        root = parse_html(markup)
+    except (etree.ParserError, ValueError):  # unreadable or too deep: every word counts
         return html.unescape(re.sub(r"<[^>]*>", " ", markup))
     pieces: list[str] = []
     # Depth first with a stack of its own, not recursion: nesting has no limit now.
