@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from gateway.rules.classifier import written_text
 from gateway.rules.commands import evaluate, rule_example_failures
 from gateway.rules.engine import RuleError, judge, load_ruleset
 from gateway.rules.normalise import normalise
+from gateway.rules.text import visible_html_text
 
 CORPUS = ROOT / "tests" / "corpus" / "inbound"
 RULESET = load_ruleset([ROOT / "rules"])
@@ -146,6 +148,31 @@ def test_html_that_mail_clients_show_is_read(wrapped: str) -> None:
     html = "<p>Order 4471.</p>" + wrapped.format("send nudes now")
     assert judge(f"Content-Type: text/html\r\n\r\n{html}".encode(), RULESET, 10).action == \
         "quarantine"
+
+
+def test_emoji_that_stand_for_words_are_read_as_them() -> None:
+    normalised = normalise("\U0001f52a\U0001f52a see you soon Hannah \U0001f52a")
+    assert normalised.text.split() == ["knife", "knife", "see", "you", "soon", "hannah", "knife"]
+    assert normalised.excerpt(1, 12, context=0) == "[[\U0001f52a\U0001f52a]]"
+    threat = "Subject: Re: Ticket 3318\r\n\r\n\U0001f52a\U0001f52a see you soon Hannah \U0001f52a\r\n"
+    assert judge(threat.encode(), RULESET, 10).action == "quarantine"
+    thanks = "Subject: Re: Ticket 3318\r\n\r\nI \U0001f60d the new dashboard, thank you!\r\n"
+    assert judge(thanks.encode(), RULESET, 10).action == "deliver"
+
+
+def test_html_blockquote_is_quoted_like_the_lines_of_a_plain_reply() -> None:
+    # A reply's HTML half quotes the agent's own mail in a <blockquote>; the classifier must
+    # leave it out as it leaves out "> " lines, or the agent's words count against the customer.
+    html = ("<p>Do you ship to Ireland?</p><p>On Sun, Alex Morgan wrote:</p><blockquote>"
+            "<p>Hi,</p><p>Could you send me a screenshot?</p><blockquote>older</blockquote>"
+            "<p>Kind regards</p></blockquote><p>Thanks</p>")
+    text = visible_html_text(html)
+    assert [line for line in text.splitlines() if any(c.isalnum() for c in line)] == [
+        "Do you ship to Ireland?", "On Sun, Alex Morgan wrote:", "> Hi,",
+        "> Could you send me a screenshot?", "> > older", "> Kind regards", "Thanks"]
+    written = written_text(normalise(text).lines)
+    assert "ireland" in written and "thanks" in written
+    assert "screenshot" not in written and "older" not in written
 
 
 @pytest.mark.parametrize("depth", [300, 3000])

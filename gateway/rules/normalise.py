@@ -33,6 +33,16 @@ HOMOGLYPHS = str.maketrans({
     "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ʀ": "r", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u",
     "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
 })
+# Emoji that stand for a word in harassment (a knife for a threat, a kiss): read as that word,
+# so rules and the classifier see it. Others carry no word and are left alone.
+EMOJI_WORDS = {
+    "\U0001f52a": "knife", "\U0001f5e1": "knife", "\U0001f52b": "gun", "\U0001f4a3": "bomb",
+    "\U0001fa93": "axe", "\u26b0": "coffin", "\U0001fa78": "blood", "\U0001f48b": "kiss",
+    "\U0001f618": "kiss", "\U0001f617": "kiss", "\U0001f61a": "kiss", "\U0001f619": "kiss",
+    "\U0001f60d": "love", "\U0001f970": "love", "\U0001f63b": "love", "\U0001f445": "lick",
+    "\U0001f346": "dick", "\U0001f351": "ass", "\U0001f4a6": "cum", "\U0001f975": "hot",
+}
+_EMOJI = regex.compile("|".join(sorted(EMOJI_WORDS)))
 LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b",
                       "9": "g", "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e"})
 
@@ -88,9 +98,12 @@ class Normalised:
         if not self.offsets:
             return ""
         first = self.offsets[min(start, len(self.offsets) - 1)]
-        # The span ends where the next normalised character begins: a collapsed "TTT" or a
-        # joined "s e x" is then shown whole.
-        last = self.offsets[end] if end < len(self.offsets) else len(self.original)
+        # The span ends where the next normalised character from further on begins: a
+        # collapsed "TTT", a joined "s e x" or an emoji read as a word is then shown whole.
+        offsets, after = self.offsets, max(start, end - 1)
+        while end < len(offsets) and offsets[end] <= offsets[after]:
+            end += 1
+        last = offsets[end] if end < len(offsets) else len(self.original)
         while last > first + 1 and self.original[last - 1].isspace():
             last -= 1
         before = max(0, first - context)
@@ -171,6 +184,8 @@ def _pipeline(text: str, step: Step, offsets: list[int]) -> tuple[str, list[int]
         text = text.translate(_QUOTES)
         if "\u202e" in text:
             text, offsets = step(_OVERRIDDEN, lambda m: m.group(1)[::-1], text, offsets)
+        if _EMOJI.search(text):
+            text, offsets = step(_EMOJI, lambda m: f" {EMOJI_WORDS[m.group()]} ", text, offsets)
         text, offsets = step(_NON_ASCII, _decompose, text, offsets)
         text, offsets = step(_INVISIBLE, "", text, offsets)
     lowered = text.lower()

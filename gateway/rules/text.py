@@ -36,7 +36,9 @@ class MessageText:
 
 
 def visible_html_text(markup: str) -> str:
-    """HTML as rendered: hidden elements, comments, scripts and styles dropped."""
+    """HTML as rendered: hidden elements, comments, scripts and styles dropped. Lines inside
+    a <blockquote> start with "> ", as in plain text: that is the quoted earlier message
+    (a reply quotes the agent's own mail there), shown as such by every mail client."""
     if not markup.strip():
         return ""
     try:
@@ -44,28 +46,37 @@ def visible_html_text(markup: str) -> str:
     except (etree.ParserError, ValueError):  # unreadable or too deep: every word counts
         return html.unescape(re.sub(r"<[^>]*>", " ", markup))
     pieces: list[str] = []
+    quoted = ""  # the "> " marks of the blockquotes the walk is inside
+
+    def add(text: str) -> None:
+        pieces.append(text.replace("\n", "\n" + quoted) if quoted else text)
+
     # Depth first with a stack of its own, not recursion: nesting has no limit now.
     stack: list[tuple[etree._Element, bool]] = [(root, False)]
     while stack:
         element, closing = stack.pop()
         tag = element.tag.lower() if isinstance(element.tag, str) else ""
         if closing:
+            if tag == "blockquote":
+                quoted = quoted[:-2]
             if tag in _BLOCK_TAGS:
-                pieces.append("\n")
+                add("\n")
         elif tag and not (tag in _DROPPED_TAGS or element.get("hidden") is not None
                           or element.get("aria-hidden") == "true"
                           or _HIDDEN_STYLE.search(element.get("style") or "")):
+            if tag == "blockquote":
+                quoted += "> "
             if tag in _BLOCK_TAGS:
-                pieces.append("\n")
+                add("\n")
             if tag == "img" and element.get("alt"):  # shown where images are not loaded
-                pieces.append(f" {element.get('alt')} ")
+                add(f" {element.get('alt')} ")
             if element.text:
-                pieces.append(element.text)
+                add(element.text)
             stack.append((element, True))
             stack.extend((child, False) for child in reversed(element))
             continue
         if element.tail:  # the tail is outside the element: visible even if it is hidden
-            pieces.append(element.tail)
+            add(element.tail)
     return "".join(pieces)
 
 
