@@ -1,11 +1,12 @@
 """`veil serve`: load everything once, bind the listeners, run one or more worker processes.
 
-Sockets are bound in the parent and inherited by forked workers, so both cores serve. Each
-worker has its own SMTP sockets on the shared ports (SO_REUSEPORT): the kernel spreads new
-connections evenly, where one shared socket would let whichever worker wakes first accept a
-whole burst of them. A restarted worker takes over its predecessor's sockets, which the parent
-keeps open, so connections waiting there are not lost. The review desk, metrics and periodic
-jobs run in the first worker only.
+Sockets are bound in the parent and inherited by forked workers, so both cores serve. All
+workers accept from the one listening socket of each SMTP port, the worker with the fewest open
+connections first (gateway/accept.py): long-lived connections from a helpdesk's pool are shared
+out evenly, where the kernel's split between per-worker sockets (SO_REUSEPORT) left one worker
+with most of them. A restarted worker accepts from the same sockets, which the parent keeps
+open, and connections waiting there are served meanwhile by the others. The review desk,
+metrics and periodic jobs run in the first worker only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.accept import Loads, SharedAcceptor
 from gateway.config import Config, ConfigError, HostPort, load_directory
 from gateway.eventlog import configure, log_event
 from gateway.heap import freeze_startup_state
@@ -26,17 +28,18 @@ from gateway.heap import freeze_startup_state
 
 @dataclass
 class Listeners:
-    outbound: list[socket.socket]  # one per worker (or the same one for all)
-    inbound: list[socket.socket]
+    outbound: socket.socket  # shared by every worker
+    inbound: socket.socket
     review: socket.socket
+    outbound_loads: Loads  # each worker's open connections on the socket above
+    inbound_loads: Loads
 
 
-def bind(address: HostPort, reuse_port: bool = False) -> socket.socket:
+def bind(address: HostPort) -> socket.socket:
+    """A listening socket; fails if anything, another Veil included, holds the port."""
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((address.host, address.port))
     except OSError as error:
@@ -46,19 +49,6 @@ def bind(address: HostPort, reuse_port: bool = False) -> socket.socket:
     sock.listen(512)
     sock.setblocking(False)
     return sock
-
-
-def bind_for_workers(address: HostPort, workers: int) -> list[socket.socket]:
-    """One listening socket per worker on `address`, or one shared by all where the system
-    cannot spread connections (no SO_REUSEPORT)."""
-    # A plain bind first: it fails if anything, another Veil included, holds the port (sockets
-    # that all set SO_REUSEPORT would share it silently). It also fixes port 0 to one port.
-    probe = bind(address)
-    if workers == 1 or not hasattr(socket, "SO_REUSEPORT"):
-        return [probe] * workers
-    port = probe.getsockname()[1]
-    probe.close()
-    return [bind(HostPort(address.host, port), reuse_port=True) for _ in range(workers)]
 
 
 def validate_for_serving(config: Config) -> dict[str, Any]:
@@ -96,9 +86,9 @@ def tls_context(cert: Any, key: Any) -> ssl.SSLContext:
 def serve(config: Config) -> int:
     configure(config.log_level)
     loaded = validate_for_serving(config)
-    listeners = Listeners(bind_for_workers(config.outbound.listen, config.workers),
-                          bind_for_workers(config.inbound.listen, config.workers),
-                          bind(config.review.listen))
+    listeners = Listeners(bind(config.outbound.listen), bind(config.inbound.listen),
+                          bind(config.review.listen), Loads(config.workers),
+                          Loads(config.workers))
     log_event("listening", outbound=str(config.outbound.listen),
               inbound=str(config.inbound.listen), review=str(config.review.listen),
               workers=config.workers)
@@ -143,6 +133,9 @@ def _supervise(config: Config, loaded: dict[str, Any], listeners: Listeners) -> 
         except ChildProcessError:
             break
         index = children.pop(pid, 0)
+        # Until its successor starts, the others take every connection.
+        listeners.outbound_loads.absent(index)
+        listeners.inbound_loads.absent(index)
         if not stopping:
             log_event("worker_exited", worker_pid=pid, status=status)
             spawn(index)
@@ -163,19 +156,19 @@ async def _worker(config: Config, loaded: dict[str, Any], listeners: Listeners,
                         signer=loaded["signer"], ruleset=loaded["ruleset"],
                         dkim_lookup=dns_txt_resolver())
     first = index == 0
-    outbound, inbound = listeners.outbound[index], listeners.inbound[index]
-    for other in (*listeners.outbound, *listeners.inbound):
-        if other not in (outbound, inbound):
-            other.close()  # this process's copy only: the parent keeps them for their workers
     loop = asyncio.get_running_loop()
     servers = [
-        await loop.create_server(
-            smtp_factory(OutboundHandler(services), config, **_smtp_tls(config, "outbound")),
-            sock=outbound),
-        await loop.create_server(
-            smtp_factory(InboundHandler(services), config, **_smtp_tls(config, "inbound")),
-            sock=inbound),
+        SharedAcceptor(listeners.outbound,
+                       smtp_factory(OutboundHandler(services), config,
+                                    **_smtp_tls(config, "outbound")),
+                       listeners.outbound_loads, index),
+        SharedAcceptor(listeners.inbound,
+                       smtp_factory(InboundHandler(services), config,
+                                    **_smtp_tls(config, "inbound")),
+                       listeners.inbound_loads, index),
     ]
+    for server in servers:
+        server.start()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -203,8 +196,6 @@ async def _worker(config: Config, loaded: dict[str, Any], listeners: Listeners,
     for job in jobs:
         job.cancel()
     await asyncio.gather(*jobs, *([web_task] if web_task else []), return_exceptions=True)
-    for server in servers:
-        await server.wait_closed()
     store.close()
 
 

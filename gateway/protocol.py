@@ -90,6 +90,7 @@ class VeilSMTP(SMTP):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._connections = connections
         self._counted = False
+        self.on_connection_lost: Callable[[], None] | None = None  # set by SharedAcceptor
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         return address_and_rest(arg, self.local_part_limit)
@@ -110,7 +111,11 @@ class VeilSMTP(SMTP):
         if self._counted and self._connections is not None:
             self._connections.open -= 1
             self._counted = False
-        super().connection_lost(error)
+        try:
+            super().connection_lost(error)
+        finally:
+            if self.on_connection_lost is not None:
+                self.on_connection_lost()
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -141,7 +142,7 @@ def test_workers_share_connections_and_no_second_veil_takes_the_port(tmp_path: P
     try:
         wait_for(outbound, process)
         time.sleep(1)  # both workers listening
-        # A burst of connections, as a helpdesk's pool opens them: both workers get some.
+        # A burst of connections, as a helpdesk's pool opens them, all held open.
         burst = [socket.create_connection(("127.0.0.1", outbound), timeout=30) for _ in range(16)]
         for connection in burst:
             with connection, connection.makefile("rb") as replies:
@@ -160,8 +161,9 @@ def test_workers_share_connections_and_no_second_veil_takes_the_port(tmp_path: P
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     lines = [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
-    handled_by = {line["pid"] for line in lines if line.get("event") == "message"}
-    assert len(handled_by) == 2
+    handled_by = Counter(line["pid"] for line in lines if line.get("event") == "message")
+    # All 16 were open at once: the worker holding fewer took each, so they split evenly.
+    assert len(handled_by) == 2 and max(handled_by.values()) <= 9, handled_by
 
 
 def test_serve_refuses_to_start_on_a_bad_directory(tmp_path: Path) -> None:
