@@ -1,0 +1,83 @@
+"""Instructions per outbound message (`prepare_outbound`, as the listener runs it), counted by
+valgrind.
+
+Wall-clock figures on a shared machine move by 30% from one run to the next; an instruction
+count does not, so two versions of the code can be compared from runs made hours apart. Needs
+valgrind (Debian's package); not part of `make bench`.
+
+    python -m bench.outbound_instructions [ROOT]
+
+ROOT is a checkout whose `gateway/` is measured (default: this one), on the ~20 KB messages of
+`bench/bench_outbound.py` with the shipped agent directory and a fresh RSA-2048 key.
+Collection starts after every message has been prepared once, so only the steady state is
+counted. OpenSSL's RSA step is counted too (about 5.8 M instructions a message).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+MESSAGES = 16
+
+
+def _measured(root: Path, key: Path) -> None:
+    """Runs under valgrind: prepare every message once, then turn collection on and again."""
+    sys.path.insert(0, str(root))  # the measured checkout's gateway package comes first
+    from bench.messages import corpus
+    from gateway.auth.dkim import Signer
+    from gateway.config import OutboundConfig, load_directory
+    from gateway.envelope import Envelope, Refused
+    from gateway.outbound import prepare_outbound
+
+    directory = load_directory(HERE / "agents.toml")
+    signer = Signer("support.example", "veil", key.read_bytes())
+    policy = OutboundConfig(internal_domains=("corp.example",))
+    messages = corpus(MESSAGES)
+
+    def run() -> None:
+        for sender, message in messages:
+            plan = prepare_outbound(message, Envelope(sender, ("customer@example.net",)),
+                                    directory, signer, policy, "support.example")
+            assert not isinstance(plan, Refused), plan
+
+    run()
+    gc.collect()
+    gc.freeze()  # as `veil serve` does after start-up; also keeps the count steady
+    subprocess.run(["callgrind_control", "--instr=on", str(os.getpid())],
+                   capture_output=True, check=True)
+    run()
+    subprocess.run(["callgrind_control", "--instr=off", str(os.getpid())],
+                   capture_output=True, check=True)
+
+
+def main() -> None:
+    root = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else HERE
+    if os.environ.get("VEIL_MEASURED"):
+        _measured(root, Path(os.environ["VEIL_KEY"]))
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        key = Path(folder) / "dkim.key"
+        from gateway.auth.dkim import generate_key
+        generate_key(key)
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+             f"--callgrind-out-file={folder}/out", sys.executable, "-m",
+             "bench.outbound_instructions", str(root)],
+            cwd=HERE, env={**os.environ, "VEIL_MEASURED": "1", "VEIL_KEY": str(key)},
+            capture_output=True, text=True, check=False)
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode or not found:
+        sys.exit(f"valgrind failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    print(f"{root}: {int(found.group(1)) / MESSAGES / 1e6:.2f} M instructions per outbound "
+          f"message ({MESSAGES} messages of ~20 KB)")
+
+
+if __name__ == "__main__":
+    main()
