@@ -179,3 +179,29 @@ def test_fold_text_is_the_letter_by_letter_fold(text: str) -> None:
     else:
         expected = str(_NON_ASCII.sub(lambda run: run.group().translate(_FOLD), lowered))
     assert fold_text(text) == expected
+
+
+def _reading(text: str) -> str:
+    """What prepare promises, done the long way."""
+    import unicodedata
+
+    text = patterns._INVISIBLE.sub("", text)
+    if not unicodedata.is_normalized("NFC", text) and patterns._COMBINING.search(text):
+        return unicodedata.normalize("NFC", text)
+    return text
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None)
+@given(st.text(st.sampled_from("aeJ é\u00e9\u00ad\u0301\u00b4\u00a8\u00ffß\u2019Ж\u200b\ufeffx"),
+               max_size=30))
+def test_prepare_is_the_reading_it_promises(text: str) -> None:
+    assert prepare(text) == _reading(text)
+
+
+def test_latin_1_text_needs_no_composing() -> None:
+    # Why prepare skips the NFC check for Latin-1 text: no character there has a mark to
+    # compose with or changes under NFC.
+    import unicodedata
+
+    assert all(unicodedata.is_normalized("NFC", chr(code)) and
+               unicodedata.combining(chr(code)) == 0 for code in range(256))

@@ -60,6 +60,8 @@ def prepare(text: str) -> str:
     # regex class costs more than all the rest of the matching.
     if any(char in text for char in _INVISIBLE_CHARS):
         text = _INVISIBLE.sub("", text)
+    if _latin_1(text):
+        return text  # no mark to compose: every Latin-1 text is already NFC
     if not unicodedata.is_normalized("NFC", text) and _COMBINING.search(text):
         return unicodedata.normalize("NFC", text)
     return text
