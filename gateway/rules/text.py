@@ -42,41 +42,44 @@ def visible_html_text(markup: str) -> str:
     if not markup.strip():
         return ""
     try:
-        root = parse_html(markup)
+        root = parse_html(markup, read_only=True)
     except (etree.ParserError, ValueError):  # unreadable or too deep: every word counts
         return html.unescape(re.sub(r"<[^>]*>", " ", markup))
     pieces: list[str] = []
     quoted = ""  # the "> " marks of the blockquotes the walk is inside
-
-    def add(text: str) -> None:
-        pieces.append(text.replace("\n", "\n" + quoted) if quoted else text)
-
-    # Depth first with a stack of its own, not recursion: nesting has no limit now.
-    stack: list[tuple[etree._Element, bool]] = [(root, False)]
-    while stack:
-        element, closing = stack.pop()
-        tag = element.tag.lower() if isinstance(element.tag, str) else ""
-        if closing:
+    hidden = None  # the element whose subtree the walk skips
+    # iterwalk: depth first in C, without recursion (nesting has no limit now).
+    walk = etree.iterwalk(root, events=("start", "end", "comment", "pi"))
+    for event, element in walk:
+        if event == "start":
+            tag = element.tag.lower()
+            if tag in _DROPPED_TAGS or element.get("hidden") is not None \
+                    or element.get("aria-hidden") == "true" \
+                    or _HIDDEN_STYLE.search(element.get("style") or ""):
+                walk.skip_subtree()  # its "end" still comes, at once
+                hidden = element
+                continue
+            if tag == "blockquote":
+                quoted += "> "
+            opened = "\n" if tag in _BLOCK_TAGS else ""
+            if tag == "img" and element.get("alt"):  # shown where images are not loaded
+                opened += f" {element.get('alt')} "
+            if element.text:
+                opened += element.text
+            if opened:
+                pieces.append(opened.replace("\n", "\n" + quoted) if quoted else opened)
+            continue
+        closed = ""
+        if event == "end" and element is not hidden:
+            tag = element.tag.lower()
             if tag == "blockquote":
                 quoted = quoted[:-2]
             if tag in _BLOCK_TAGS:
-                add("\n")
-        elif tag and not (tag in _DROPPED_TAGS or element.get("hidden") is not None
-                          or element.get("aria-hidden") == "true"
-                          or _HIDDEN_STYLE.search(element.get("style") or "")):
-            if tag == "blockquote":
-                quoted += "> "
-            if tag in _BLOCK_TAGS:
-                add("\n")
-            if tag == "img" and element.get("alt"):  # shown where images are not loaded
-                add(f" {element.get('alt')} ")
-            if element.text:
-                add(element.text)
-            stack.append((element, True))
-            stack.extend((child, False) for child in reversed(element))
-            continue
+                closed = "\n"
         if element.tail:  # the tail is outside the element: visible even if it is hidden
-            add(element.tail)
+            closed += element.tail
+        if closed:
+            pieces.append(closed.replace("\n", "\n" + quoted) if quoted else closed)
     return "".join(pieces)
 
 
