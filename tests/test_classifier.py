@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.rules.classifier import (HEAD, TAIL, Classifier, ModelError, _ascii_sentences,
-                                      ascii_sentences, features_of, load_classifier,
-                                      sentences_of, units_of, words_of, written_text)
+                                      ascii_sentences, best_unit, features_of,
+                                      load_classifier, sentences_of, units_of, words_of,
+                                      written_text)
 from gateway.rules.normalise import normalise
 from gateway.rules.engine import RuleError, judge, load_ruleset
 from gateway.rules.training import Example, TrainingError, examples_from_jsonl, train
@@ -303,3 +304,42 @@ def test_shipped_model_is_what_the_committed_data_trains(tmp_path: Path) -> None
 def test_compiled_sentence_split_is_the_python_one(pieces: list[str]) -> None:
     text = "".join(pieces)
     assert ascii_sentences(text) == _ascii_sentences(text)
+
+
+SHIPPED = ROOT / "rules/model/harassment.npz"
+# Words the shipped model knows, alone and in pairs, and some it does not.
+UNIT_WORDS = ("you", "are", "so", "pretty", "send", "me", "your", "number", "the", "invoice",
+              "is", "wrong", "i", "know", "where", "live", "refund", "please", "zzqx", "4471")
+
+
+@pytest.mark.skipif(best_unit is None, reason="gateway.rules._fold was not compiled "
+                    "(no C compiler at install): detect_sentences runs the numpy lines")
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(UNIT_WORDS), min_size=1, max_size=60), min_size=1,
+                max_size=8))
+def test_compiled_best_unit_is_the_numpy_one(sentences: list[list[str]]) -> None:
+    model = load_shipped()  # sentences longer than its window (24) are judged window by window
+    codes = model.codes([w for s in sentences for w in s])
+    lengths = [len(s) for s in sentences]
+    compiled = best_unit(codes, np.array(lengths, dtype=np.int64), model.window,
+                         model._row_harassment, model.pair_keys, model._pair_harassment,
+                         len(model.tokens))
+    assert compiled == model._best_unit(codes, lengths)
+
+
+@functools.cache
+def load_shipped() -> Classifier:
+    return load_classifier(SHIPPED)
+
+
+@pytest.mark.skipif(best_unit is None, reason="gateway.rules._fold was not compiled")
+def test_compiled_best_unit_refuses_arrays_that_do_not_fit() -> None:
+    model = load_shipped()
+    codes = model.codes(["you", "are"])
+    arrays = (model._row_harassment, model.pair_keys, model._pair_harassment, len(model.tokens))
+    with pytest.raises(ValueError, match="do not add up"):
+        best_unit(codes, np.array([3], dtype=np.int64), 24, *arrays)
+    with pytest.raises(ValueError, match="without words"):
+        best_unit(codes, np.array([2, 0], dtype=np.int64), 24, *arrays)
+    with pytest.raises(ValueError, match="outside the rows"):
+        best_unit(np.array([10**9], dtype=np.int64), np.array([1], dtype=np.int64), 24, *arrays)

@@ -1,5 +1,5 @@
-/* The ASCII steps of gateway/rules/normalise.py in compiled form, and the classifier's
- * sentence split (ascii_sentences, at the end).
+/* The ASCII steps of gateway/rules/normalise.py in compiled form, the classifier's sentence
+ * split (ascii_sentences) and its search for the most harassing unit (best_unit, at the end).
  *
  * fold_ascii(text) gives what _pipeline's last five steps give for lower-case ASCII text:
  * leetspeak folded inside words, s p a c e d letters joined, whitespace collapsed (a run
@@ -300,9 +300,116 @@ error:
     return NULL;
 }
 
+/* Classifier.detect_sentences' numpy lines in one pass (classifier.py stays the definition, and
+ * a test compares the two): the weight of every unit (units_of: each sentence of at most
+ * `window` words, each two adjacent ones that fit together, every window of a longer one) as
+ * its words' harassment weights plus those of the known word pairs inside it, in float32
+ * prefix sums as numpy adds them. Returns (logit, start, end) of the first unit of the
+ * largest weight, or None when there are no words. */
+static PyObject *best_unit(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer codes_view, lengths_view, rows_view, keys_view, weights_view;
+    Py_ssize_t window, tokens;
+    if (!PyArg_ParseTuple(args, "y*y*ny*y*y*n", &codes_view, &lengths_view, &window,
+                          &rows_view, &keys_view, &weights_view, &tokens))
+        return NULL;
+    PyObject *result = NULL;
+    float *words = NULL, *inside = NULL;
+    const long long *codes = codes_view.buf, *lengths = lengths_view.buf;
+    const long long *keys = keys_view.buf;
+    const float *rows = rows_view.buf, *weights = weights_view.buf;
+    Py_ssize_t n = codes_view.len / 8, m = lengths_view.len / 8;
+    Py_ssize_t row_count = rows_view.len / 4, key_count = keys_view.len / 8, total = 0;
+    if (weights_view.len / 4 != key_count || window < 1 || tokens < 0) {
+        PyErr_SetString(PyExc_ValueError, "best_unit: arrays do not fit");
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < m; j++) {
+        if (lengths[j] < 1) {
+            PyErr_SetString(PyExc_ValueError, "best_unit: a sentence without words");
+            goto done;
+        }
+        total += lengths[j];
+    }
+    if (total != n) {
+        PyErr_SetString(PyExc_ValueError, "best_unit: lengths do not add up to the words");
+        goto done;
+    }
+    if (n == 0) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    words = PyMem_Malloc(sizeof(float) * (n + 1));
+    inside = PyMem_Malloc(sizeof(float) * (n + 1));
+    if (!words || !inside) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    words[0] = inside[0] = 0.0f;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long long code = codes[i];
+        if (code < 0 || code >= row_count) {
+            PyErr_SetString(PyExc_ValueError, "best_unit: a code outside the rows");
+            goto done;
+        }
+        words[i + 1] = words[i] + rows[code];
+        float pair = 0.0f;  /* the pair that ends at word i */
+        if (i > 0 && codes[i - 1] < tokens && code < tokens && key_count) {
+            long long key = codes[i - 1] * tokens + code;
+            Py_ssize_t low = 0, high = key_count;
+            while (low < high) {
+                Py_ssize_t middle = low + (high - low) / 2;
+                if (keys[middle] < key)
+                    low = middle + 1;
+                else
+                    high = middle;
+            }
+            if (low < key_count && keys[low] == key)
+                pair = weights[low];
+        }
+        inside[i + 1] = inside[i] + pair;
+    }
+    /* Units in units_of's order, so that a tie goes to the same unit as numpy's argmax. */
+    float best = 0.0f;
+    Py_ssize_t best_start = -1, best_end = -1;
+#define CONSIDER(s, e) do {                                                          \
+        float logit = (words[e] - words[s]) + (inside[e] - inside[(s) + 1]);         \
+        if (best_start < 0 || logit > best) {                                        \
+            best = logit; best_start = (s); best_end = (e);                          \
+        }                                                                            \
+    } while (0)
+    Py_ssize_t start = 0;
+    for (Py_ssize_t j = 0; j < m; start += lengths[j], j++)
+        if (lengths[j] <= window)
+            CONSIDER(start, start + lengths[j]);
+    start = 0;
+    for (Py_ssize_t j = 0; j + 1 < m; start += lengths[j], j++)
+        if (lengths[j] <= window && lengths[j + 1] <= window &&
+                lengths[j] + lengths[j + 1] <= window)
+            CONSIDER(start, start + lengths[j] + lengths[j + 1]);
+    start = 0;
+    for (Py_ssize_t j = 0; j < m; start += lengths[j], j++)
+        for (Py_ssize_t offset = 0; lengths[j] > window && offset <= lengths[j] - window;
+                offset++)
+            CONSIDER(start + offset, start + offset + window);
+#undef CONSIDER
+    result = Py_BuildValue("(dnn)", (double)best, best_start, best_end);
+done:
+    PyMem_Free(words);
+    PyMem_Free(inside);
+    PyBuffer_Release(&codes_view);
+    PyBuffer_Release(&lengths_view);
+    PyBuffer_Release(&rows_view);
+    PyBuffer_Release(&keys_view);
+    PyBuffer_Release(&weights_view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"ascii_sentences", ascii_sentences, METH_O,
      "classifier.sentences_of on ASCII text: the words of each sentence."},
+    {"best_unit", best_unit, METH_VARARGS,
+     "(logit, start, end) of the most harassing unit (classifier.detect_sentences)."},
     {"fold_ascii", fold_ascii, METH_O,
      "The last five normalisation steps on lower-case ASCII text (see normalise.py)."},
     {NULL, NULL, 0, NULL},

@@ -27,9 +27,9 @@ import numpy as np
 import numpy.typing as npt
 
 try:
-    from gateway.rules._fold import ascii_sentences
-except ImportError:  # built without a C compiler: _ascii_sentences does the same
-    ascii_sentences = None
+    from gateway.rules._fold import ascii_sentences, best_unit
+except ImportError:  # built without a C compiler: _ascii_sentences and _best_unit do the same
+    ascii_sentences = best_unit = None
 
 BENIGN = "benign"  # the label of ordinary replies in training data
 STEM = 6             # a word of more than STEM letters also counts by its first STEM letters
@@ -267,19 +267,33 @@ class Classifier:
         if not words:
             return Detection(self.labels[int(np.argmax(self.bias[1:]))],
                              1.0 / (1.0 + float(np.exp(-self.bias[0]))), 0, -1)
-        starts, ends = units_of([len(s) for s in sentences], self.window)
+        lengths = [len(s) for s in sentences if s]
         codes = self.codes(words)
+        if best_unit is not None:  # _best_unit compiled (_fold.c), several times cheaper
+            logit, start, end = best_unit(codes, np.array(lengths, dtype=np.int64),
+                                          self.window, self._row_harassment, self.pair_keys,
+                                          self._pair_harassment, len(self.tokens))
+        else:
+            logit, start, end = self._best_unit(codes, lengths)
+        probability = 1.0 / (1.0 + float(np.exp(-(np.float32(logit) + self.bias[0]))))
+        first, last = start, end - 1
+        # The categories of that unit alone: its words and the pairs that lie inside it.
+        unit = codes[first:last + 1]
+        positions, slots = self._pair_slots(unit)
+        ranks = self._rows[unit, 1:].sum(axis=0) + \
+            self.pair_weights[slots, 1:].sum(axis=0) + self.bias[1:]
+        return Detection(self.labels[int(np.argmax(ranks))], probability, first, last)
+
+    def _best_unit(self, codes: npt.NDArray[np.int64],
+                   lengths: Sequence[int]) -> tuple[float, int, int]:
+        """(logit without the bias, start, end) of the first unit of the largest weight."""
+        starts, ends = units_of(lengths, self.window)
         positions, slots = self._pair_slots(codes)
         pairs = np.zeros(len(codes), dtype=np.float32)
         pairs[positions] = self._pair_harassment[slots]
         logits = self._sums(self._row_harassment[codes], pairs, starts, ends)
         best = int(np.argmax(logits))
-        probability = 1.0 / (1.0 + float(np.exp(-(logits[best] + self.bias[0]))))
-        first, last = int(starts[best]), int(ends[best]) - 1
-        inside = (positions > first) & (positions <= last)
-        ranks = self._rows[codes[first:last + 1], 1:].sum(axis=0) + \
-            self.pair_weights[slots[inside], 1:].sum(axis=0) + self.bias[1:]
-        return Detection(self.labels[int(np.argmax(ranks))], probability, first, last)
+        return float(logits[best]), int(starts[best]), int(ends[best])
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
