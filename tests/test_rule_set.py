@@ -154,7 +154,8 @@ def test_emoji_that_stand_for_words_are_read_as_them() -> None:
     normalised = normalise("\U0001f52a\U0001f52a see you soon Hannah \U0001f52a")
     assert normalised.text.split() == ["knife", "knife", "see", "you", "soon", "hannah", "knife"]
     assert normalised.excerpt(1, 12, context=0) == "[[\U0001f52a\U0001f52a]]"
-    threat = "Subject: Re: Ticket 3318\r\n\r\n\U0001f52a\U0001f52a see you soon Hannah \U0001f52a\r\n"
+    threat = ("Subject: Re: Ticket 3318\r\n\r\n"
+              "\U0001f52a\U0001f52a see you soon Hannah \U0001f52a\r\n")
     assert judge(threat.encode(), RULESET, 10).action == "quarantine"
     thanks = "Subject: Re: Ticket 3318\r\n\r\nI \U0001f60d the new dashboard, thank you!\r\n"
     assert judge(thanks.encode(), RULESET, 10).action == "deliver"

@@ -33,12 +33,13 @@ HOMOGLYPHS = str.maketrans({
     "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ʀ": "r", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u",
     "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
 })
-# Emoji that stand for a word in harassment (a knife for a threat, a kiss): read as that word,
-# so rules and the classifier see it. Others carry no word and are left alone.
+# Emoji that stand for a word in harassment (a knife for a threat, an aubergine): read as that
+# word, so rules and the classifier see it. Others carry no word and are left alone. A kiss
+# face is "kisses", as a sign-off reads ("thanks 😘" is no "kiss you").
 EMOJI_WORDS = {
     "\U0001f52a": "knife", "\U0001f5e1": "knife", "\U0001f52b": "gun", "\U0001f4a3": "bomb",
-    "\U0001fa93": "axe", "\u26b0": "coffin", "\U0001fa78": "blood", "\U0001f48b": "kiss",
-    "\U0001f618": "kiss", "\U0001f617": "kiss", "\U0001f61a": "kiss", "\U0001f619": "kiss",
+    "\U0001fa93": "axe", "\u26b0": "coffin", "\U0001fa78": "blood", "\U0001f48b": "kisses",
+    "\U0001f618": "kisses", "\U0001f617": "kisses", "\U0001f61a": "kisses", "\U0001f619": "kisses",
     "\U0001f60d": "love", "\U0001f970": "love", "\U0001f63b": "love", "\U0001f445": "lick",
     "\U0001f346": "dick", "\U0001f351": "ass", "\U0001f4a6": "cum", "\U0001f975": "hot",
 }
