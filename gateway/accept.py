@@ -12,16 +12,15 @@ writes only its own slot.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
+import mmap
 import socket
 from collections.abc import Callable
-from multiprocessing.sharedctypes import RawArray
 from typing import Any
 
 log = logging.getLogger("veil.accept")
 
-ABSENT = 2**31 - 1  # the count of a slot whose worker is not running: never the least loaded
+ABSENT = 2**62  # the count of a slot whose worker is not running: never the least loaded
 RECHECK_SECONDS = 0.005  # how soon a worker that is not the least loaded looks again
 PAUSE_SECONDS = 1.0  # after an accept error such as running out of file descriptors
 
@@ -30,7 +29,12 @@ class Loads:
     """Open connections of each worker on one listening socket, shared by all of them."""
 
     def __init__(self, workers: int) -> None:
-        self._counts = RawArray(ctypes.c_long, [ABSENT] * workers)
+        # Anonymous shared memory: forked workers see one another's writes, and no file is
+        # needed (a sandboxed service may have no writable /dev/shm).
+        self._memory = mmap.mmap(-1, 8 * workers)
+        self._counts = memoryview(self._memory).cast("q")
+        for index in range(workers):
+            self._counts[index] = ABSENT
 
     def set(self, index: int, count: int) -> None:
         self._counts[index] = count
