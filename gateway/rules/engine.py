@@ -24,6 +24,7 @@ import regex
 from gateway.rules.classifier import (Classifier, ModelError, load_classifier, sentences_of,
                                        written_text)
 from gateway.rules.normalise import Normalised, normalise, normalise_term
+from gateway.rules.reported import blanked, inside, reported_spans
 from gateway.rules.text import message_text
 
 WINDOW = 80            # characters either side of an anchor that a pattern or exception sees
@@ -312,6 +313,7 @@ class RuleSet:
         if not text or self.automaton is None:
             return found
         kind_of_segment = _segment_kind(where)
+        reported = reported_spans(text)  # someone else's words, quoted: not the sender's
         proximity_hits: dict[tuple[int, int, str], list[int]] = {}
         anchors: dict[int, list[int]] = {}
         key_entries = self._key_entries
@@ -326,7 +328,8 @@ class RuleSet:
                 if kind_of_segment not in rule.applies_to or index in found:
                     continue
                 if kind == "term":
-                    if not self._excepted(rule, text, start, end):
+                    if not self._excepted(rule, text, start, end) and \
+                            not inside(reported, start, end):
                         found[index] = self._match(rule, normalised, start, end, where)
                 elif kind == "anchor":
                     anchors.setdefault(index, []).append(start)
@@ -336,15 +339,16 @@ class RuleSet:
             if index in found:
                 continue
             rule = self.rules[index]
-            hit = self._pattern_hit(rule, text, starts)
+            hit = self._pattern_hit(rule, text, starts, reported)
             if hit is not None:
                 found[index] = self._match(rule, normalised, hit[0], hit[1], where)
         if proximity_hits:
-            self._proximity(normalised, where, proximity_hits, found)
+            self._proximity(normalised, where, proximity_hits, found, reported)
         return found
 
     def _proximity(self, normalised: Normalised, where: str,
-                   hits: dict[tuple[int, int, str], list[int]], found: dict[int, Match]) -> None:
+                   hits: dict[tuple[int, int, str], list[int]], found: dict[int, Match],
+                   reported: list[tuple[int, int]]) -> None:
         text = normalised.text
         for (index, slot, kind), starts in hits.items():
             if kind != "a" or index in found:
@@ -365,12 +369,14 @@ class RuleSet:
                 if b is not None:
                     start, end = min(a, b), max(a, b) + 1
                     end = _WORD_REST.match(text, end).end()
-                    if not self._excepted(rule, text, start, end):
+                    if not self._excepted(rule, text, start, end) and \
+                            not inside(reported, start, end):
                         found[index] = self._match(rule, normalised, start, end, where)
                         break
 
     @staticmethod
-    def _pattern_hit(rule: Rule, text: str, starts: list[int]) -> tuple[int, int] | None:
+    def _pattern_hit(rule: Rule, text: str, starts: list[int],
+                     reported: list[tuple[int, int]]) -> tuple[int, int] | None:
         for anchor in starts[:20]:
             low, high = max(0, anchor - WINDOW), min(len(text), anchor + WINDOW)
             for pattern in rule.patterns:
@@ -378,7 +384,8 @@ class RuleSet:
                     match = pattern.search(text, low, high, timeout=PATTERN_TIMEOUT)
                 except TimeoutError:
                     continue
-                if match and not RuleSet._excepted(rule, text, match.start(), match.end()):
+                if match and not RuleSet._excepted(rule, text, match.start(), match.end()) \
+                        and not inside(reported, match.start(), match.end()):
                     return match.start(), match.end()
         return None
 
@@ -461,7 +468,8 @@ def _classify(classifier: ClassifierRule,
     for where, normalised in texts:
         if _segment_kind(where) in classifier.applies_to:
             segments.append((count, where))
-            for sentence in sentences_of(written_text(normalised.lines)):
+            lines = blanked(normalised.lines, reported_spans(normalised.text))
+            for sentence in sentences_of(written_text(lines)):
                 sentences.append(sentence)
                 count += len(sentence)
     if not count:

@@ -21,6 +21,7 @@ from gateway.rules.classifier import (BENIGN, WINDOW_DEFAULT, Classifier, featur
                                       sentences_of, units_of, word_key, written_text)
 from gateway.rules.engine import distinct_segments
 from gateway.rules.normalise import normalise
+from gateway.rules.reported import blanked, reported_spans
 from gateway.rules.text import message_text
 
 _LANGUAGE_SAMPLE = 300  # instances of a language needed to find its common words
@@ -116,7 +117,7 @@ def train(examples: Sequence[Example], strength: float = 4.0, min_count: int = 2
     harassing: list[tuple[str, list[list[str]]]] = []
     by_language: dict[str, list[list[str]]] = {}
     for example in examples:
-        sentences = sentences_of(written_text(normalise(example.text).lines))
+        sentences = _sentences(example)
         if example.label == BENIGN:
             units = _units(sentences, window)
             benign.extend(units)
@@ -128,12 +129,18 @@ def train(examples: Sequence[Example], strength: float = 4.0, min_count: int = 2
         by_language.setdefault(example.lang, []).extend(units)
     dropped = _common_words(by_language, common)
     salad = [unit for example in (_shuffled(examples) if shuffled_benign else [])
-             for unit in _units(sentences_of(written_text(normalise(example.text).lines)),
-                                window)]
+             for unit in _units(_sentences(example), window)]
     whole = [(label, [w for s in sentences for w in s]) for label, sentences in harassing]
     first = _fit(benign, salad, whole, strength, min_count, benign_weight, dropped, window)
     focused = [(label, _best_unit(first, sentences)) for label, sentences in harassing]
     return _fit(benign, salad, focused, strength, min_count, benign_weight, dropped, window)
+
+
+def _sentences(example: Example) -> list[list[str]]:
+    """The sentences of an example as the model judges a message's: what the sender wrote,
+    without quoted lines and without someone else's words quoted (engine._classify)."""
+    normalised = normalise(example.text)
+    return sentences_of(written_text(blanked(normalised.lines, reported_spans(normalised.text))))
 
 
 def _shuffled(examples: Sequence[Example]) -> list[Example]:

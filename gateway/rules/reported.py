@@ -1,0 +1,137 @@
+"""Words the customer quotes from someone else: a report of harassment, or pasted copy.
+
+Support teams of marketplaces, delivery and dating services get reports that quote the
+harasser: 'The driver said "nice legs, you home alone?" - please block him'. Those words are
+not aimed at the agent, and holding the report delays help for the person who was harassed.
+Text inside double quotes (" “ ” „ « ») counts as reported when a frame stands just before
+it: someone else's words ("he wrote", "messages like", "il m'a dit", "me escribió", "er
+schrieb") in a message that speaks of a complaint (report, block, harassment, police, ...),
+or text that is nobody's words to the agent ("the text I pasted", "the app says"). Rules and
+the classifier leave reported spans out; everything the customer says in their own words is
+still judged, so a harasser gains nothing by quoting himself outside such a frame.
+
+Works on normalised text (lower case, no accents): spans are offsets into it.
+"""
+
+from __future__ import annotations
+
+import regex
+
+MAX_QUOTE = 400   # characters: a quotation longer than this is not a short reported line
+FRAME_REACH = 120  # characters before the quotation in which its frame is looked for
+FRAME_GAP = 25     # characters at most between the end of the frame and the quotation
+# A quotation that follows someone's reported words, with only a list's glue between, is
+# reported too: '"zorra", "sé dónde vives"'.
+_LIST_GLUE = regex.compile(r"[\s,;.:-]*(?:(?:and|or|then|y|o|luego|et|ou|puis|und|oder|dann)"
+                           r"[\s,;.:-]*)?")
+
+_OPENING = {'"': '"', "“": "”", "”": "”", "„": "“", "«": "»", "»": "«"}
+_QUOTE = regex.compile(r'["“”„«»]')
+
+
+
+def _near_quote(frames: str) -> str:
+    """The frames, ending at most FRAME_GAP characters before the quotation, with no other
+    quotation between (a frame speaks of the quotation that follows it)."""
+    return rf"(?:{frames})[^\"“”„«»]{{0,{FRAME_GAP}}}$"
+
+
+_ACTOR = (r"(?:he|she|they|him|her|(?:the|a|an|one|some|another) (?:\w+ )?(?:seller|buyer|driver|courier|rider|user|guy|"
+          r"man|woman|customer|player|host|guest|landlord|tenant|technician|engineer|installer|"
+          r"member|passenger|match|person|account|neighbou?r|ex|boss|manager|colleague|"
+          r"coworker|co-worker|contractor|delivery \w+)|this (?:guy|man|person|user|account|"
+          r"seller|buyer|driver|player))")
+# Someone else said or wrote it: reported when the message also speaks of a complaint.
+_PERSON_FRAMES = regex.compile(_near_quote(
+    rf"\b{_ACTOR} (?:\w+ ){{0,3}}(?:said|says|wrote|writes|sent|texted|typed|messaged|asked|"
+    r"replied|commented|posted|shouted|yelled|called (?:me|her|us)|keeps? (?:saying|sending|"
+    r"writing|texting))\b"
+    r"|\b(?:messages?|texts?|things|comments?|stuff) like\b"
+    r"|\b(?:then|and|also|later|even|just) (?:said|wrote|texted|asked|typed|messaged|added|"
+    r"replied|shouted|yelled)\b"
+    # "his last message:", "me está escribiendo mensajes ...:": a colon right before the quote.
+    r"|\b(?:messages?|mensajes?|nachrichten?|texts?|words|mots|palabras|worte|wrote|writing|"
+    r"texting|escribiendo|escribio|ecrit|schreibt|schrieb)\b[^\"“”„«»]{0,80}:\s?$"
+    r"|\bquotes?(?:, in order)?:"
+    r"|\bhere(?:'s| is) what (?:he|she|they) (?:wrote|said|sent|says)\b"
+    r"|\b(?:me|le|les|nos|te) (?:dijo|escribio|mando|envio|pregunto|puso|grito)\b"
+    r"|\b(?:escribio|dijo|puso|mando):?"
+    r"|\b(?:mensajes?|cosas|comentarios) como\b|\b(?:textualmente|literalmente)\b"
+    r"|\b(?:il|elle|ils) (?:m'a|m a|lui a|nous a|a|m'ecrit|m ecrit) ?(?:dit|ecrit|envoye|"
+    r"demande|lance|crie)\b|\b(?:des|les) (?:messages?|trucs|choses) comme\b|\bmot pour mot\b"
+    r"|\b(?:er|sie) (?:hat|schrieb|sagte|meinte|fragte|schreibt|sagt|rief)\b"
+    r"|\b(?:geschrieben|gesagt|geschickt|gefragt):?|\b(?:nachrichten|sachen|dinge|spruche) wie\b"
+    r"|\bwortlich\b"))
+# Text that is nobody's words to the agent: copy the customer pasted, what an app shows.
+_TEXT_FRAMES = regex.compile(_near_quote(
+    r"\b(?:copied|quoted|pasted) (?:exactly|verbatim|word for word|below|here|in)\b"
+    r"|\b(?:text|copy|description|wording|slogan|tagline|caption|listing|ad|advert|banner) "
+    r"(?:that )?(?:i|we) (?:pasted|copied|used|wrote|put)\b"
+    r"|\bthe (?:\w+ )?(?:(?:description|listing|copy|ad|advert|banner|slogan|tagline|caption|"
+    r"app|site|website|page|screen|system|error|message|email|notification|portal|label|box|"
+    r"packaging|sign|button) (?:\w+ ){0,2}(?:says|said|reads|read|shows|showed|displays))\b"
+    r"|\bel texto (?:exacto )?que (?:pegue|copie|puse|use)\b"
+    r"|\ble texte (?:exact )?que j'ai (?:colle|copie|mis|utilise)\b"
+    r"|\bder text,? den ich (?:eingefugt|kopiert|verwendet) habe\b"))
+# The frame after the quotation: '"you home alone?", he asked'.
+_FRAME_AFTER = regex.compile(rf"[\s,.;:!?-]{{0,3}}{_ACTOR} (?:said|wrote|asked|replied|texted|"
+                             r"typed|added|messaged|sent)\b")
+_COMPLAINT = regex.compile(
+    r"\b(?:report\w*|block\w*|ban(?:ned|ning)?|harass\w*|creep\w*|inappropriate|abus\w*|"
+    r"unsafe|scared|afraid|frightened|uncomfortable|police|threat\w*|stalk\w*|screenshots?|"
+    r"conduct|permission|complain\w*|escalate|unacceptable|not ok|not okay|disgusting|"
+    r"capturas?|queja|captures? d'ecran|plainte|bildschirmfotos?|beschwerde|"
+    r"denunci\w*|bloqu\w*|acos\w*|policia|incomod\w*|miedo|amenaz\w*|"
+    r"signal\w*|harcel\w*|peur|mal a l'aise|menac\w*|"
+    r"meld\w*|sperr\w*|belastig\w*|polizei|angst|unangenehm|bedroh\w*)")
+
+
+def reported_spans(text: str) -> list[tuple[int, int]]:
+    """[start, end) of each quotation in normalised text that reports someone else's words."""
+    if not _QUOTE.search(text):
+        return []
+    complaint = _COMPLAINT.search(text) is not None
+    spans: list[tuple[int, int]] = []
+    listing = False  # the last span reported someone's words: a list of them may follow
+    position = 0
+    while (opening := _QUOTE.search(text, position)) is not None:
+        start = opening.start()
+        closing = text.find(_OPENING[opening.group()], start + 1, start + 1 + MAX_QUOTE)
+        if closing == -1 and opening.group() in "“”":  # writers mix the two curly quotes
+            closing = text.find("“" if opening.group() == "”" else "”", start + 1,
+                                start + 1 + MAX_QUOTE)
+        if closing == -1:
+            position = start + 1
+            continue
+        before = text[max(0, start - FRAME_REACH):start]
+        if complaint and ((listing and _LIST_GLUE.fullmatch(text, spans[-1][1], start))
+                          or _PERSON_FRAMES.search(before)
+                          or _FRAME_AFTER.match(text, closing + 1)):
+            spans.append((start, closing + 1))
+            listing = True
+        elif _TEXT_FRAMES.search(before):
+            spans.append((start, closing + 1))
+            listing = False
+        else:
+            listing = False
+        position = closing + 1
+    return spans
+
+
+def inside(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    """Whether [start, end) lies within one of the spans."""
+    return any(low <= start and end <= high for low, high in spans)
+
+
+def blanked(text: str, spans: list[tuple[int, int]]) -> str:
+    """The text with each span's letters and digits as spaces: same length, same lines."""
+    if not spans:
+        return text
+    pieces: list[str] = []
+    position = 0
+    for start, end in spans:
+        pieces.append(text[position:start])
+        pieces.append("".join(c if c == "\n" else " " for c in text[start:end]))
+        position = end
+    pieces.append(text[position:])
+    return "".join(pieces)

@@ -1,0 +1,82 @@
+"""Someone else's words, quoted in a report or pasted: left out of judging, and only those."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT
+
+from gateway.rules.engine import judge, load_ruleset
+from gateway.rules.normalise import normalise
+from gateway.rules.reported import blanked, reported_spans
+
+RULESET = load_ruleset([ROOT / "rules"])
+
+
+def quoted(text: str) -> list[str]:
+    normalised = normalise(text).text
+    return [normalised[start:end] for start, end in reported_spans(normalised)]
+
+
+def verdict(body: str) -> str:
+    message = f"Subject: Re: Ticket 5521\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    return judge(message.encode(), RULESET, 10).action
+
+
+@pytest.mark.parametrize("report", [
+    'The driver who delivered my parcel keeps texting me. Messages like "hey beautiful, you '
+    'free this weekend?" and "I know where you live lol". Please block him.',
+    'A buyer on your platform wrote "send me pics of you in the dress, stuck up slut". '
+    "I have reported him, screenshots attached.",
+    '"Nice legs, you home alone?", he asked when I opened the door. This is not ok, I want a '
+    "complaint logged.",
+    'Un usuario me está escribiendo mensajes: "zorra", "sé dónde vives". Adjunto capturas, '
+    "por favor bloqueadlo.",
+    "Un acheteur m'écrit tous les jours. Il m'a écrit « envoie-moi une photo de toi, t'es "
+    "bonne » et je veux que vous bloquiez son compte.",
+    'Ein Verkäufer belästigt mich. Er schrieb „Ich weiß, wo du wohnst“. Bitte sperren Sie ihn.',
+])
+def test_a_report_that_quotes_the_harasser_is_delivered(report: str) -> None:
+    assert verdict(report) == "deliver"
+
+
+@pytest.mark.parametrize("copy", [
+    'Your editor rejects our product page. This is the exact copy I pasted in: "Sexy, sleek '
+    'and built to last". Why?',
+    'The app says "we could not verify your photo" every time I try. Can you look?',
+])
+def test_pasted_copy_and_what_an_app_shows_are_not_the_customer_s_words(copy: str) -> None:
+    assert verdict(copy) == "deliver"
+
+
+@pytest.mark.parametrize("harassment", [
+    # No frame: the sender's own words, quoted or not.
+    '"Nice legs" is all I thought when I saw your photo. Report me if you like.',
+    # A frame without any complaint: a friend's words passed on to the agent.
+    'I showed your photo to my brother and he said "wow she is hot, get her number".',
+    # Outside the quotation, the sender's own words still count.
+    'The app says "we could not verify your photo", so send me one of you in a bikini instead.',
+])
+def test_quoting_does_not_hide_the_sender_s_own_harassment(harassment: str) -> None:
+    assert verdict(harassment) == "quarantine"
+
+
+def test_a_list_continues_only_after_someone_s_reported_words() -> None:
+    assert quoted('He sent "you slut", "I know where you live" and "answer me". I reported it') \
+        == ['"you slut"', '"i know where you live"', '"answer me"']
+    # After an app's message, the next quotation is the sender's again.
+    assert quoted('the app says "no match found", "send nudes" I will report this') == \
+        ['"no match found"']
+
+
+def test_the_frame_must_speak_of_the_quotation_that_follows_it() -> None:
+    # "he said" belongs to the first quotation, not to the one after the sentence between.
+    text = ('He said "call me back" and I did. Anyway "you look hot in your photo". '
+            "I am reporting the delay.")
+    assert quoted(text) == ['"call me back"']
+
+
+def test_blanking_keeps_length_and_lines() -> None:
+    text = 'he wrote "a\nb" then'
+    spans = [(9, 14)]
+    assert blanked(text, spans) == 'he wrote   \n   then'
+    assert len(blanked(text, spans)) == len(text)
