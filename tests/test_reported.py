@@ -34,6 +34,8 @@ def verdict(body: str) -> str:
     "Un acheteur m'écrit tous les jours. Il m'a écrit « envoie-moi une photo de toi, t'es "
     "bonne » et je veux que vous bloquiez son compte.",
     'Ein Verkäufer belästigt mich. Er schrieb „Ich weiß, wo du wohnst“. Bitte sperren Sie ihn.',
+    "One of your couriers left a note on my door saying 'nice legs, call me' with his number. "
+    "I'm not impressed, please report him.",
 ])
 def test_a_report_that_quotes_the_harasser_is_delivered(report: str) -> None:
     assert verdict(report) == "deliver"
@@ -80,3 +82,8 @@ def test_blanking_keeps_length_and_lines() -> None:
     spans = [(9, 14)]
     assert blanked(text, spans) == 'he wrote   \n   then'
     assert len(blanked(text, spans)) == len(text)
+
+
+def test_apostrophes_are_no_quotation_marks() -> None:
+    assert quoted("he said 'you're hot, I'm sure' and I reported it") == ["'you're hot, i'm sure'"]
+    assert quoted("the customers' orders don't arrive, he said it's fine, report it") == []

@@ -3,7 +3,7 @@
 Support teams of marketplaces, delivery and dating services get reports that quote the
 harasser: 'The driver said "nice legs, you home alone?" - please block him'. Those words are
 not aimed at the agent, and holding the report delays help for the person who was harassed.
-Text inside double quotes (" “ ” „ « ») counts as reported when a frame stands just before
+Text inside quotes (" “ ” „ « », or ' around words) counts as reported when a frame stands just before
 it: someone else's words ("he wrote", "messages like", "il m'a dit", "me escribió", "er
 schrieb") in a message that speaks of a complaint (report, block, harassment, police, ...),
 or text that is nobody's words to the agent ("the text I pasted", "the app says"). Rules and
@@ -26,7 +26,10 @@ _LIST_GLUE = regex.compile(r"[\s,;.:-]*(?:(?:and|or|then|y|o|luego|et|ou|puis|un
                            r"[\s,;.:-]*)?")
 
 _OPENING = {'"': '"', "“": "”", "”": "”", "„": "“", "«": "»", "»": "«"}
-_QUOTE = regex.compile(r'["“”„«»]')
+# A single quote opens a quotation where it starts a word and closes one where it ends a word:
+# the apostrophes of "don't" and "I'm" do neither.
+_QUOTE = regex.compile(r"""["“”„«»]|(?<![\w'])'(?=\w)""")
+_SINGLE_CLOSING = regex.compile(r"(?<=\S)'(?!\w)")
 
 
 
@@ -47,6 +50,9 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"replied|commented|posted|shouted|yelled|called (?:me|her|us)|keeps? (?:saying|sending|"
     r"writing|texting))\b"
     r"|\b(?:messages?|texts?|things|comments?|stuff) like\b"
+    r"|\b(?:note|message|text|letter|card|comment|review|post|e-?mail|dm|sms|voicemail|whatsapp)s? "
+    r"(?:\w+ ){0,4}(?:saying|that said|that says|which said|reading|diciendo|que decia|que "
+    r"pone|disant|qui disait|mit den worten)\b"
     r"|\b(?:then|and|also|later|even|just) (?:said|wrote|texted|asked|typed|messaged|added|"
     r"replied|shouted|yelled)\b"
     # "his last message:", "me está escribiendo mensajes ...:": a colon right before the quote.
@@ -96,7 +102,11 @@ def reported_spans(text: str) -> list[tuple[int, int]]:
     position = 0
     while (opening := _QUOTE.search(text, position)) is not None:
         start = opening.start()
-        closing = text.find(_OPENING[opening.group()], start + 1, start + 1 + MAX_QUOTE)
+        if opening.group() == "'":
+            found = _SINGLE_CLOSING.search(text, start + 1, start + 1 + MAX_QUOTE)
+            closing = found.start() if found else -1
+        else:
+            closing = text.find(_OPENING[opening.group()], start + 1, start + 1 + MAX_QUOTE)
         if closing == -1 and opening.group() in "“”":  # writers mix the two curly quotes
             closing = text.find("“" if opening.group() == "”" else "”", start + 1,
                                 start + 1 + MAX_QUOTE)
