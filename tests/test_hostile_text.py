@@ -42,12 +42,15 @@ def test_texts_built_to_be_slow_are_judged() -> None:
         # Every text part was compared with every one before it, in case it repeated it.
         f'Content-Type: multipart/mixed; boundary="b"\r\n\r\n{parts}--b\r\n'
         "Content-Type: text/plain\r\n\r\nsend nudes now\r\n--b--\r\n",
+        # Thousands of quotations, each behind a reporting frame, and of apostrophes.
+        'he wrote "you are" and reported it ' * 5_000 + "don't " * 20_000 + "send nudes now",
     ]
     result = subprocess.run([sys.executable, "-c", JUDGE, str(ROOT)], input=json.dumps(bodies),
                             capture_output=True, text=True, timeout=120, check=True)
-    proximity, spaced, many_parts = json.loads(result.stdout)
+    proximity, spaced, many_parts, quotations = json.loads(result.stdout)
     assert proximity[0] in ("deliver", "quarantine")
     assert many_parts[0] == "quarantine"
+    assert quotations[0] == "quarantine"  # the sender's own words after them still count
     assert spaced[0] == "quarantine" and "en-photo-near" in spaced[1]  # its excerpt was built too
 
 

@@ -306,14 +306,17 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules) + len(self.metas) + len(self.classifiers)
 
-    def match_text(self, normalised: Normalised, where: str) -> dict[int, Match]:
-        """Rules matched in one normalised text, by rule index, with the first excerpt."""
+    def match_text(self, normalised: Normalised, where: str,
+                   reported: list[tuple[int, int]] | None = None) -> dict[int, Match]:
+        """Rules matched in one normalised text, by rule index, with the first excerpt; no hit
+        counts inside `reported` (someone else's words: reported_spans, found if not given)."""
         text = normalised.text
         found: dict[int, Match] = {}
         if not text or self.automaton is None:
             return found
         kind_of_segment = _segment_kind(where)
-        reported = reported_spans(text)  # someone else's words, quoted: not the sender's
+        if reported is None:
+            reported = reported_spans(text)
         proximity_hits: dict[tuple[int, int, str], list[int]] = {}
         anchors: dict[int, list[int]] = {}
         key_entries = self._key_entries
@@ -415,12 +418,14 @@ class RuleSet:
         """Every rule and meta rule that matched, each once."""
         matched: dict[int, Match] = {}
         texts = distinct_segments(segments)
-        for where, normalised in texts:
-            for index, match in self.match_text(normalised, where).items():
+        # Someone else's words the sender quotes: not the sender's (gateway/rules/reported.py).
+        reported = [reported_spans(normalised.text) for _, normalised in texts]
+        for (where, normalised), spans in zip(texts, reported):
+            for index, match in self.match_text(normalised, where, spans).items():
                 matched.setdefault(index, match)
         matches = list(matched.values())
         for classifier in self.classifiers:
-            found = _classify(classifier, texts)
+            found = _classify(classifier, texts, reported)
             if found is not None:
                 matches.append(found)
         names = {m.rule for m in matches}
@@ -457,18 +462,18 @@ def distinct_segments(segments: Iterable[tuple[str, str]]) -> list[tuple[str, No
     return kept
 
 
-def _classify(classifier: ClassifierRule,
-              texts: Sequence[tuple[str, Normalised]]) -> Match | None:
+def _classify(classifier: ClassifierRule, texts: Sequence[tuple[str, Normalised]],
+              reported: Sequence[list[tuple[int, int]]]) -> Match | None:
     """The classifier's match if a unit of the message reaches its threshold.
 
     The model reads the sentences of the segments it applies to in order, Subject first."""
     sentences: list[list[str]] = []
     segments: list[tuple[int, str]] = []  # index of the segment's first word, where
     count = 0
-    for where, normalised in texts:
+    for (where, normalised), spans in zip(texts, reported):
         if _segment_kind(where) in classifier.applies_to:
             segments.append((count, where))
-            lines = blanked(normalised.lines, reported_spans(normalised.text))
+            lines = blanked(normalised.lines, spans)
             for sentence in sentences_of(written_text(lines)):
                 sentences.append(sentence)
                 count += len(sentence)

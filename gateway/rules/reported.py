@@ -15,9 +15,12 @@ Works on normalised text (lower case, no accents): spans are offsets into it.
 
 from __future__ import annotations
 
+import re
+
 import regex
 
 MAX_QUOTE = 400   # characters: a quotation longer than this is not a short reported line
+MAX_QUOTATIONS = 200  # looked at per text: a report quotes a few lines, not thousands
 FRAME_REACH = 120  # characters before the quotation in which its frame is looked for
 FRAME_GAP = 25     # characters at most between the end of the frame and the quotation
 # A quotation that follows someone's reported words, with only a list's glue between, is
@@ -26,10 +29,10 @@ _LIST_GLUE = regex.compile(r"[\s,;.:-]*(?:(?:and|or|then|y|o|luego|et|ou|puis|un
                            r"[\s,;.:-]*)?")
 
 _OPENING = {'"': '"', "“": "”", "”": "”", "„": "“", "«": "»", "»": "«"}
-# A single quote opens a quotation where it starts a word and closes one where it ends a word:
-# the apostrophes of "don't" and "I'm" do neither.
-_QUOTE = regex.compile(r"""["“”„«»]|(?<![\w'])'(?=\w)""")
-_SINGLE_CLOSING = regex.compile(r"(?<=\S)'(?!\w)")
+# A single quote opens a quotation where it starts a word (_opens) and closes one where it ends
+# a word: the apostrophes of "don't" and "I'm" do neither.
+_MARKS = "\"“”„«»'"
+_SINGLE_CLOSING = re.compile(r"(?<=\S)'(?!\w)")
 
 
 
@@ -94,29 +97,29 @@ _COMPLAINT = regex.compile(
 
 def reported_spans(text: str) -> list[tuple[int, int]]:
     """[start, end) of each quotation in normalised text that reports someone else's words."""
-    if not _QUOTE.search(text):
-        return []
-    complaint = _COMPLAINT.search(text) is not None
+    complaint: bool | None = None  # whether the message speaks of a complaint, when asked
     spans: list[tuple[int, int]] = []
     listing = False  # the last span reported someone's words: a list of them may follow
     position = 0
-    while (opening := _QUOTE.search(text, position)) is not None:
-        start = opening.start()
-        if opening.group() == "'":
+    for _ in range(MAX_QUOTATIONS):
+        start, mark = _next_opening(text, position)
+        if start < 0:
+            break
+        if mark == "'":
             found = _SINGLE_CLOSING.search(text, start + 1, start + 1 + MAX_QUOTE)
             closing = found.start() if found else -1
         else:
-            closing = text.find(_OPENING[opening.group()], start + 1, start + 1 + MAX_QUOTE)
-        if closing == -1 and opening.group() in "“”":  # writers mix the two curly quotes
-            closing = text.find("“" if opening.group() == "”" else "”", start + 1,
-                                start + 1 + MAX_QUOTE)
+            closing = text.find(_OPENING[mark], start + 1, start + 1 + MAX_QUOTE)
+        if closing == -1 and mark in "“”":  # writers mix the two curly quotes
+            closing = text.find("“" if mark == "”" else "”", start + 1, start + 1 + MAX_QUOTE)
         if closing == -1:
             position = start + 1
             continue
         before = text[max(0, start - FRAME_REACH):start]
-        if complaint and ((listing and _LIST_GLUE.fullmatch(text, spans[-1][1], start))
-                          or _PERSON_FRAMES.search(before)
-                          or _FRAME_AFTER.match(text, closing + 1)):
+        if ((listing and _LIST_GLUE.fullmatch(text, spans[-1][1], start))
+                or _PERSON_FRAMES.search(before) or _FRAME_AFTER.match(text, closing + 1)) \
+                and (complaint if complaint is not None
+                     else (complaint := _COMPLAINT.search(text) is not None)):
             spans.append((start, closing + 1))
             listing = True
         elif _TEXT_FRAMES.search(before):
@@ -126,6 +129,26 @@ def reported_spans(text: str) -> list[tuple[int, int]]:
             listing = False
         position = closing + 1
     return spans
+
+
+def _next_opening(text: str, position: int) -> tuple[int, str]:
+    """Where the next quotation opens at or after `position`, and its mark ((-1, "") if none).
+    str.find for each mark: a regular expression would try every position of the text."""
+    best, best_mark = -1, ""
+    for mark in _MARKS:
+        found = text.find(mark, position, best if best >= 0 else len(text))
+        while mark == "'" and found >= 0 and not _opens(text, found):
+            found = text.find(mark, found + 1, best if best >= 0 else len(text))
+        if found >= 0:
+            best, best_mark = found, mark
+    return best, best_mark
+
+
+def _opens(text: str, index: int) -> bool:
+    """Whether the single quote at `index` starts a word (an apostrophe does not)."""
+    before = text[index - 1] if index else " "
+    return not (before.isalnum() or before in "_'") and index + 1 < len(text) and \
+        (text[index + 1].isalnum() or text[index + 1] == "_")
 
 
 def inside(spans: list[tuple[int, int]], start: int, end: int) -> bool:
