@@ -3,8 +3,8 @@
 Support teams of marketplaces, delivery and dating services get reports that quote the
 harasser: 'The driver said "nice legs, you home alone?" - please block him'. Those words are
 not aimed at the agent, and holding the report delays help for the person who was harassed.
-Text inside quotes (" “ ” „ « », or ' around words) counts as reported when a frame stands just before
-it: someone else's words ("he wrote", "messages like", "il m'a dit", "me escribió", "er
+Text inside quotes (" “ ” „ « », or ' around words) counts as reported when a frame stands
+just before it: someone else's words ("he wrote", "messages like", "il m'a dit", "me escribió", "er
 schrieb") in a message that speaks of a complaint (report, block, harassment, police, ...),
 or text that is nobody's words to the agent ("the text I pasted", "the app says"). Rules and
 the classifier leave reported spans out; everything the customer says in their own words is
@@ -35,15 +35,15 @@ _MARKS = "\"“”„«»'"
 _SINGLE_CLOSING = re.compile(r"(?<=\S)'(?!\w)")
 
 
-
 def _near_quote(frames: str) -> str:
     """The frames, ending at most FRAME_GAP characters before the quotation, with no other
     quotation between (a frame speaks of the quotation that follows it)."""
     return rf"(?:{frames})[^\"“”„«»]{{0,{FRAME_GAP}}}$"
 
 
-_ACTOR = (r"(?:he|she|they|him|her|(?:the|a|an|one|some|another) (?:\w+ )?(?:seller|buyer|driver|courier|rider|user|guy|"
-          r"man|woman|customer|player|host|guest|landlord|tenant|technician|engineer|installer|"
+_ACTOR = (r"(?:he|she|they|him|her|(?:the|a|an|one|some|another) (?:\w+ )?(?:seller|buyer|"
+          r"driver|courier|rider|user|guy|man|woman|customer|player|host|guest|landlord|tenant|"
+          r"technician|engineer|installer|"
           r"member|passenger|match|person|account|neighbou?r|ex|boss|manager|colleague|"
           r"coworker|co-worker|contractor|delivery \w+)|this (?:guy|man|person|user|account|"
           r"seller|buyer|driver|player))")
@@ -55,9 +55,9 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"|\b(?:calling|called|calls) (?:me|her|us|my \w+)(?: an?)?\b"
     r"|\b(?:keeps?|kept|been) (?:messaging|texting|emailing|writing to|sending) (?:me|her|us)\b"
     r"|\b(?:messages?|texts?|things|comments?|stuff) like\b|\bsaying\b"
-    r"|\b(?:note|message|text|letter|card|comment|review|post|e-?mail|dm|sms|voicemail|whatsapp)s? "
-    r"(?:\w+ ){0,4}(?:saying|that said|that says|which said|reading|diciendo|que decia|que "
-    r"pone|disant|qui disait|mit den worten)\b"
+    r"|\b(?:note|message|text|letter|card|comment|review|post|e-?mail|dm|sms|voicemail|"
+    r"whatsapp)s? (?:\w+ ){0,4}(?:saying|that said|that says|which said|reading|diciendo|"
+    r"que decia|que pone|disant|qui disait|mit den worten)\b"
     r"|\b(?:then|and|also|later|even|just) (?:said|wrote|texted|asked|typed|messaged|added|"
     r"replied|shouted|yelled)\b"
     # "his last message:", "me está escribiendo mensajes ...:": a colon right before the quote.
@@ -163,7 +163,8 @@ def inside(spans: list[tuple[int, int]], start: int, end: int) -> bool:
 
 
 def blanked(text: str, spans: list[tuple[int, int]]) -> str:
-    """The text with each span's letters and digits as spaces: same length, same lines."""
+    """The text with each span's characters as spaces but its line breaks: same length and
+    the same lines, so the rest keeps its offsets."""
     if not spans:
         return text
     pieces: list[str] = []
