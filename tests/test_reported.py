@@ -18,7 +18,8 @@ def quoted(text: str) -> list[str]:
 
 
 def verdict(body: str) -> str:
-    message = f"Subject: Re: Ticket 5521\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    message = ("Subject: Re: Ticket 5521\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+               f"{body}\r\n")
     return judge(message.encode(), RULESET, 10).action
 
 

@@ -145,10 +145,10 @@ def _sentences(example: Example) -> list[list[str]]:
 
 def _shuffled(examples: Sequence[Example]) -> list[Example]:
     """Benign replies with their words shuffled, as more benign instances (they choose no
-    features: the vocabulary is what real replies hold). Without them the
-    model learns that a long run of ordinary words ("let", "me", "know", "just") leans
-    harassing, because harassing units are longer than the average benign one: 12% of
-    random support-word salad was held, 0.7% with them, and no labelled set moved."""
+    features: the vocabulary is what real replies hold). Without them the model learns that a
+    long run of ordinary words ("let", "me", "know", "just") leans harassing, because harassing
+    units are longer than the average benign one: 13% of random support-word salad was held,
+    under 1% with them, and the labelled sets moved by a message either way."""
     rng = random.Random(0)  # the same model from the same data
     shuffled: list[Example] = []
     for example in examples:
