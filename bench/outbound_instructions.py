@@ -2,9 +2,8 @@
 message the listener receives (the smuggling check, `prepare_outbound`, the next hop's DATA
 transparency), without aiosmtpd's and aiosmtplib's own work.
 
-Wall-clock figures on a shared machine move by 30% from one run to the next; an instruction
-count does not, so two versions of the code can be compared from runs made hours apart. Needs
-valgrind (Debian's package); not part of `make bench`.
+Steady on a busy machine, unlike wall-clock figures (bench/callgrind.py); needs valgrind, not
+part of `make bench`.
 
     python -m bench.outbound_instructions [ROOT]
 
@@ -16,20 +15,18 @@ counted. OpenSSL's RSA step is counted too (about 5.8 M instructions a message).
 
 from __future__ import annotations
 
-import gc
 import os
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent.parent
+from bench.callgrind import HERE, count_steady_state, instructions, measuring
+
 MESSAGES = 16
 
 
 def _measured(root: Path, key: Path) -> None:
-    """Runs under valgrind: prepare every message once, then turn collection on and again."""
+    """Runs under valgrind: prepare every message, counting the second pass."""
     sys.path.insert(0, str(root))  # the measured checkout's gateway package comes first
     from bench.messages import corpus
     from gateway.auth.dkim import Signer
@@ -55,35 +52,20 @@ def _measured(root: Path, key: Path) -> None:
             for _ in transparent_pieces(plan.message):
                 pass
 
-    run()
-    gc.collect()
-    gc.freeze()  # as `veil serve` does after start-up; also keeps the count steady
-    subprocess.run(["callgrind_control", "--instr=on", str(os.getpid())],
-                   capture_output=True, check=True)
-    run()
-    subprocess.run(["callgrind_control", "--instr=off", str(os.getpid())],
-                   capture_output=True, check=True)
+    count_steady_state(run)
 
 
 def main() -> None:
     root = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else HERE
-    if os.environ.get("VEIL_MEASURED"):
+    if measuring():
         _measured(root, Path(os.environ["VEIL_KEY"]))
         return
     with tempfile.TemporaryDirectory() as folder:
         key = Path(folder) / "dkim.key"
         from gateway.auth.dkim import generate_key
         generate_key(key)
-        result = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-             f"--callgrind-out-file={folder}/out", sys.executable, "-m",
-             "bench.outbound_instructions", str(root)],
-            cwd=HERE, env={**os.environ, "VEIL_MEASURED": "1", "VEIL_KEY": str(key)},
-            capture_output=True, text=True, check=False)
-    found = re.search(r"Collected : (\d+)", result.stderr)
-    if result.returncode or not found:
-        sys.exit(f"valgrind failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    print(f"{root}: {int(found.group(1)) / MESSAGES / 1e6:.2f} M instructions per outbound "
+        total = instructions("bench.outbound_instructions", root, {"VEIL_KEY": str(key)})
+    print(f"{root}: {total / MESSAGES / 1e6:.2f} M instructions per outbound "
           f"message ({MESSAGES} messages of ~20 KB)")
 
 

@@ -7,7 +7,8 @@ Each acceptor here stands for one worker process; they watch duplicates of one l
 from __future__ import annotations
 
 import asyncio
-import socket
+import contextlib
+from collections.abc import Iterator
 
 from gateway.accept import Loads, SharedAcceptor
 from gateway.app import bind
@@ -32,7 +33,9 @@ async def _settle(condition, seconds: float = 5.0) -> None:  # type: ignore[no-u
         await asyncio.sleep(0.01)
 
 
-def _acceptors(count: int) -> tuple[socket.socket, Loads, list[SharedAcceptor]]:
+@contextlib.contextmanager
+def _acceptors(count: int) -> Iterator[tuple[int, Loads, list[SharedAcceptor]]]:
+    """`count` workers' acceptors on one listening socket: its port, their loads, them."""
     listening = bind(HostPort("127.0.0.1", 0))
     loads = Loads(count)
     acceptors = [SharedAcceptor(listening.dup(), lambda: VeilSMTP(_Handler()), loads, index)
@@ -40,13 +43,17 @@ def _acceptors(count: int) -> tuple[socket.socket, Loads, list[SharedAcceptor]]:
     for acceptor in acceptors:
         acceptor.sock.setblocking(False)
         acceptor.start()
-    return listening, loads, acceptors
+    try:
+        yield listening.getsockname()[1], loads, acceptors
+    finally:
+        for acceptor in acceptors:
+            acceptor.close()
+            acceptor.sock.close()
+        listening.close()
 
 
 async def test_held_connections_are_shared_out_evenly() -> None:
-    listening, _, acceptors = _acceptors(2)
-    port = listening.getsockname()[1]
-    try:
+    with _acceptors(2) as (port, _, acceptors):
         clients = [await _open(port) for _ in range(12)]
         # Each new connection went to the worker holding fewer: never more than one apart.
         assert sorted(acceptor.open for acceptor in acceptors) == [6, 6]
@@ -58,33 +65,19 @@ async def test_held_connections_are_shared_out_evenly() -> None:
         for _, writer in clients:
             writer.close()
         await _settle(lambda: all(acceptor.open == 0 for acceptor in acceptors))
-    finally:
-        for acceptor in acceptors:
-            acceptor.close()
-            acceptor.sock.close()
-        listening.close()
 
 
 async def test_a_burst_is_shared_out_too() -> None:
-    listening, _, acceptors = _acceptors(2)
-    port = listening.getsockname()[1]
-    try:
+    with _acceptors(2) as (port, _, acceptors):
         # Opened all at once: they wait in the backlog, and one wake-up takes one of them.
         clients = await asyncio.gather(*(_open(port) for _ in range(20)))
         assert max(acceptor.open for acceptor in acceptors) <= 11
         for _, writer in clients:
             writer.close()
-    finally:
-        for acceptor in acceptors:
-            acceptor.close()
-            acceptor.sock.close()
-        listening.close()
 
 
 async def test_a_stopped_or_absent_worker_leaves_every_connection_to_the_others() -> None:
-    listening, loads, acceptors = _acceptors(3)
-    port = listening.getsockname()[1]
-    try:
+    with _acceptors(3) as (port, loads, acceptors):
         acceptors[0].close()  # stopping
         loads.absent(1)  # died: the parent marked it until its successor starts
         acceptors[1].close()
@@ -92,11 +85,6 @@ async def test_a_stopped_or_absent_worker_leaves_every_connection_to_the_others(
         assert [acceptor.open for acceptor in acceptors] == [0, 0, 4]
         for _, writer in clients:
             writer.close()
-    finally:
-        for acceptor in acceptors:
-            acceptor.close()
-            acceptor.sock.close()
-        listening.close()
 
 
 def test_least_loaded() -> None:
