@@ -68,7 +68,13 @@ class Directory:
     _by_alias: dict[str, Agent] = field(default_factory=dict, compare=False, repr=False)
     _by_name: dict[str, Agent] = field(default_factory=dict, compare=False, repr=False)
 
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined, no-any-return]
+
     def __post_init__(self) -> None:
+        # Hashed on every message (patterns_for's cache key): once here, not agent by agent
+        # each time, which would grow with the directory.
+        object.__setattr__(self, "_hash", hash(self.agents))
         for agent in self.agents:
             for address in agent.addresses:
                 self._by_address[address.lower()] = agent
