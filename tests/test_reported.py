@@ -37,6 +37,12 @@ def verdict(body: str) -> str:
     'Ein Verkäufer belästigt mich. Er schrieb „Ich weiß, wo du wohnst“. Bitte sperren Sie ihn.',
     "One of your couriers left a note on my door saying 'nice legs, call me' with his number. "
     "I'm not impressed, please report him.",
+    "Someone using your chat widget on my shop wrote 'send me pics of you, babe, or I'll find "
+    "you'. How do I block a user and report it?",
+    "Your colleague Mark told me to 'calm down, sweetheart' on the phone. I find that "
+    "patronising and want it on record.",
+    "A seller on your platform sent me this after I left a review: 'I know where you live, you "
+    "stupid cow, delete it or else'. Please ban him.",
 ])
 def test_a_report_that_quotes_the_harasser_is_delivered(report: str) -> None:
     assert verdict(report) == "deliver"

@@ -41,7 +41,8 @@ def _near_quote(frames: str) -> str:
     return rf"(?:{frames})[^\"“”„«»]{{0,{FRAME_GAP}}}$"
 
 
-_ACTOR = (r"(?:he|she|they|him|her|(?:the|a|an|one|some|another) (?:\w+ )?(?:seller|buyer|"
+_ACTOR = (r"(?:he|she|they|him|her|someone|somebody|a stranger|"
+          r"(?:the|a|an|one|some|another|your|my|his|their) (?:\w+ )?(?:seller|buyer|"
           r"driver|courier|rider|user|guy|man|woman|customer|player|host|guest|landlord|tenant|"
           r"technician|engineer|installer|"
           r"member|passenger|match|person|account|neighbou?r|ex|boss|manager|colleague|"
@@ -49,10 +50,11 @@ _ACTOR = (r"(?:he|she|they|him|her|(?:the|a|an|one|some|another) (?:\w+ )?(?:sel
           r"seller|buyer|driver|player))")
 # Someone else said or wrote it: reported when the message also speaks of a complaint.
 _PERSON_FRAMES = regex.compile(_near_quote(
-    rf"\b{_ACTOR} (?:\w+ ){{0,3}}(?:said|says|wrote|writes|sent|texted|typed|messaged|asked|"
+    rf"\b{_ACTOR} (?:\w+ ){{0,8}}(?:said|says|wrote|writes|sent|texted|typed|messaged|asked|"
     r"replied|commented|posted|shouted|yelled|called (?:me|her|us)|keeps? (?:saying|sending|"
     r"writing|texting|messaging|emailing|posting))\b"
     r"|\b(?:calling|called|calls) (?:me|her|us|my \w+)(?: an?)?\b"
+    r"|\b(?:told|tells|telling) (?:me|her|us|my \w+)(?: to| that)?\b"
     r"|\b(?:keeps?|kept|been) (?:messaging|texting|emailing|writing to|sending) (?:me|her|us)\b"
     r"|\b(?:messages?|texts?|things|comments?|stuff) like\b|\bsaying\b"
     r"|\b(?:message|text|note|e-?mail|comment|review|reply|dm)s? (?:said|says|read|reads)\b"
@@ -63,7 +65,7 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"replied|shouted|yelled)\b"
     # "his last message:", "me está escribiendo mensajes ...:": a colon right before the quote.
     r"|\b(?:messages?|mensajes?|nachrichten?|texts?|sms|words|mots|palabras|worte|wrote|writing|"
-    r"texting|escribiendo|escribio|escrito|dicho|ecrit|schreibt|schrieb)\b[^\"“”„«»]{0,80}:\s?$"
+    r"texting|sent|said|told|escribiendo|escribio|escrito|dicho|ecrit|schreibt|schrieb)\b[^\"“”„«»]{0,80}:\s?$"
     r"|\bquotes?(?:, in order)?:"
     r"|\bhere(?:'s| is) what (?:he|she|they) (?:wrote|said|sent|says)\b"
     r"|\b(?:me|le|les|nos|te) (?:dijo|escribio|mando|envio|pregunto|puso|grito)\b"
@@ -96,7 +98,8 @@ _COMPLAINT = regex.compile(
     r"\b(?:report\w*|block\w*|ban(?:ned|ning)?|harass\w*|creep\w*|inappropriate|abus\w*|"
     r"unsafe|scared|afraid|frightened|uncomfortable|police|threat\w*|stalk\w*|screenshots?|"
     r"conduct|permission|complain\w*|escalate|unacceptable|not ok|not okay|disgusting|"
-    r"take action|remove (?:it|this|them|the)|bann\w*|"
+    r"take action|remove (?:it|this|them|the)|bann\w*|rude|sexist|offensive|offended|"
+    r"patroni[sz]\w*|condescending|on record|"
     r"capturas?|queja|captures? d'ecran|plainte|bildschirmfotos?|beschwer\w*|asustad\w*|"
     r"denunci\w*|bloqu\w*|acos\w*|policia|incomod\w*|miedo|amenaz\w*|"
     r"signal\w*|harcel\w*|peur|mal a l'aise|menac\w*|"
