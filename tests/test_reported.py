@@ -7,7 +7,7 @@ from conftest import ROOT
 
 from gateway.rules.engine import judge, load_ruleset
 from gateway.rules.normalise import normalise
-from gateway.rules.reported import blanked, reported_spans
+from gateway.rules.reported import blanked, not_the_senders, reported_spans
 
 RULESET = load_ruleset([ROOT / "rules"])
 
@@ -94,3 +94,32 @@ def test_blanking_keeps_length_and_lines() -> None:
 def test_apostrophes_are_no_quotation_marks() -> None:
     assert quoted("he said 'you're hot, I'm sure' and I reported it") == ["'you're hot, i'm sure'"]
     assert quoted("the customers' orders don't arrive, he said it's fine, report it") == []
+
+
+def test_the_agent_s_quoted_mail_does_not_count_against_the_customer() -> None:
+    # "your home address", "I'm sorry you..." are the agent's words in the quoted reply.
+    reply = ("Hi, the replacement SIM still hasn't come. Could you send it recorded?\r\n\r\n"
+             "On Tue, 13 Jan 2026 at 17:15, Sophie <sophie@support.example> wrote:\r\n"
+             "> Hi Imogen, I've sent a replacement SIM to your home address.\r\n"
+             "> I'm sorry you had to wait.\r\n")
+    assert verdict(reply) == "deliver"
+    forwarded = ("See below.\r\n---------- Forwarded message ----------\r\n"
+                 "What's your home address?\r\n")
+    assert verdict(forwarded) == "deliver"
+
+
+def test_quoted_lines_without_an_introduction_are_still_judged() -> None:
+    assert verdict("Thanks for the refund.\r\n> what's your home address, babe?\r\n") == \
+        "quarantine"
+    # After the quotation, the customer's own words count as ever.
+    assert verdict("On Mon, Alex wrote:\r\n> Your refund is done.\r\n"
+                   "Thanks. Now what's your home address, babe?\r\n") == "quarantine"
+
+
+def test_spans_that_are_not_the_sender_s_are_sorted_and_do_not_overlap() -> None:
+    text = normalise('Fine.\nOn Mon, Alex wrote:\n> he wrote "you are hot", report him\nok').lines
+    spans = not_the_senders(text.replace("\n", " "), text)
+    assert spans == sorted(spans)
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+    assert text[spans[0][0]:spans[0][1]].startswith(">")
+    assert blanked(text, spans).count("\n") == text.count("\n")

@@ -24,7 +24,7 @@ import regex
 from gateway.rules.classifier import (Classifier, ModelError, load_classifier, sentences_of,
                                        written_text)
 from gateway.rules.normalise import Normalised, normalise, normalise_term
-from gateway.rules.reported import blanked, inside, reported_spans
+from gateway.rules.reported import blanked, inside, not_the_senders
 from gateway.rules.text import message_text
 
 WINDOW = 80            # characters either side of an anchor that a pattern or exception sees
@@ -309,14 +309,14 @@ class RuleSet:
     def match_text(self, normalised: Normalised, where: str,
                    reported: list[tuple[int, int]] | None = None) -> dict[int, Match]:
         """Rules matched in one normalised text, by rule index, with the first excerpt; no hit
-        counts inside `reported` (someone else's words: reported_spans, found if not given)."""
+        counts inside `reported` (not the sender's words: not_the_senders, found if not given)."""
         text = normalised.text
         found: dict[int, Match] = {}
         if not text or self.automaton is None:
             return found
         kind_of_segment = _segment_kind(where)
         if reported is None:
-            reported = reported_spans(text)
+            reported = not_the_senders(text, normalised.lines)
         proximity_hits: dict[tuple[int, int, str], list[int]] = {}
         anchors: dict[int, list[int]] = {}
         key_entries = self._key_entries
@@ -418,8 +418,9 @@ class RuleSet:
         """Every rule and meta rule that matched, each once."""
         matched: dict[int, Match] = {}
         texts = distinct_segments(segments)
-        # Someone else's words the sender quotes: not the sender's (gateway/rules/reported.py).
-        reported = [reported_spans(normalised.text) for _, normalised in texts]
+        # Someone else's words the sender quotes, and the quoted earlier mail: not the
+        # sender's (gateway/rules/reported.py).
+        reported = [not_the_senders(normalised.text, normalised.lines) for _, normalised in texts]
         for (where, normalised), spans in zip(texts, reported):
             for index, match in self.match_text(normalised, where, spans).items():
                 matched.setdefault(index, match)

@@ -22,11 +22,11 @@ import regex
 MAX_QUOTE = 400   # characters: a quotation longer than this is not a short reported line
 MAX_QUOTATIONS = 200  # looked at per text: a report quotes a few lines, not thousands
 FRAME_REACH = 120  # characters before the quotation in which its frame is looked for
-FRAME_GAP = 25     # characters at most between the end of the frame and the quotation
-# A quotation that follows someone's reported words, with only a list's glue between, is
-# reported too: '"zorra", "sé dónde vives"'.
-_LIST_GLUE = regex.compile(r"[\s,;.:-]*(?:(?:and|or|then|y|o|luego|et|ou|puis|und|oder|dann)"
-                           r"[\s,;.:-]*)?")
+FRAME_GAP = 40     # characters at most between the end of the frame ("he wrote") and the
+                   # quotation: "he wrote in the app chat: first '...'"
+# A quotation that follows someone's reported words within the same sentence, a few words
+# between, is reported too: '"zorra", "sé dónde vives"', '"...", then "...", and last night "..."'.
+_LIST_GLUE = regex.compile(r"[^.!?\n\"“”„«»]{0,40}")
 
 _OPENING = {'"': '"', "“": "”", "”": "”", "„": "“", "«": "»", "»": "«"}
 # A single quote opens a quotation where it starts a word (_opens) and closes one where it ends
@@ -59,9 +59,11 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"|\b(?:messages?|texts?|things|comments?|stuff) like\b|\bsaying\b"
     r"|\b(?:message|text|note|e-?mail|comment|review|reply|dm)s? (?:said|says|read|reads)\b"
     r"|\b(?:note|message|text|letter|card|comment|review|post|e-?mail|dm|sms|voicemail|"
-    r"whatsapp)s? (?:\w+ ){0,4}(?:saying|that said|that says|which said|reading|diciendo|"
+    r"whatsapp|mensaje|nota|texto|comentario|nachricht|notiz|kommentar|mot|commentaire)s? "
+    r"(?:\w+ ){0,4}(?:saying|that said|that says|which said|reading|diciendo|"
     r"que decia|que pone|disant|qui disait|mit den worten)\b"
-    r"|\b(?:then|and|also|later|even|just) (?:said|wrote|texted|asked|typed|messaged|added|"
+    r"|\b(?:then|and|also|later|even|just)(?: once| twice| then| later| even| also| again)? "
+    r"(?:said|wrote|texted|asked|typed|messaged|added|"
     r"replied|shouted|yelled)\b"
     # "his last message:", "me está escribiendo mensajes ...:": a colon right before the quote.
     r"|\b(?:messages?|mensajes?|nachrichten?|texts?|sms|words|mots|palabras|worte|wrote|writing|"
@@ -78,6 +80,10 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"|\b(?:il|elle|ils) (?:m'a|m a|lui a|nous a|a|m'ecrit|m ecrit) ?(?:dit|ecrit|envoye|"
     r"demande|lance|crie)\b|\b(?:des|les) (?:messages?|trucs|choses) comme\b|\bmot pour mot\b"
     r"|\b(?:er|sie) (?:hat|schrieb|sagte|meinte|fragte|schreibt|sagt|rief)\b"
+    r"|\b(?:schreibt|schrieb|sagt|sagte|schickt|schickte) (?:mir|ihr|uns)\b"
+    r"|\b(?:got|received|get|getting) (?:a |this |the )?(?:message|text|dm|note)\b"
+    r"|\b(?:nachricht|mail|sms) (?:bekommen|erhalten)\b|\b(?:recibio|recibi|he recibido|"
+    r"ha recibido) (?:un |este |el )?mensaje\b|\b(?:recu|a recu) (?:un |ce |le )?message\b"
     r"|\b(?:geschrieben|gesagt|geschickt|gefragt):?|\b(?:nachrichten|sachen|dinge|spruche) wie\b"
     r"|\bwortlich\b"))
 # Text that is nobody's words to the agent: copy the customer pasted, what an app shows.
@@ -92,14 +98,18 @@ _TEXT_FRAMES = regex.compile(_near_quote(
     r"|\ble texte (?:exact )?que j'ai (?:colle|copie|mis|utilise)\b"
     r"|\bder text,? den ich (?:eingefugt|kopiert|verwendet) habe\b"))
 # The frame after the quotation: '"you home alone?", he asked'.
-_FRAME_AFTER = regex.compile(rf"[\s,.;:!?-]{{0,3}}{_ACTOR} (?:said|wrote|asked|replied|texted|"
-                             r"typed|added|messaged|sent)\b")
+_FRAME_AFTER = regex.compile(rf"[\s,.;:!?-]{{0,3}}(?:{_ACTOR} (?:said|wrote|asked|replied|texted|"
+                             r"typed|added|messaged|sent)\b|(?:gesagt|geschrieben|geschickt|"
+                             r"geschrien|gerufen|gefragt)\b|(?:m'a|lui a|nous a)-t-(?:il|elle) "
+                             r"(?:dit|ecrit|lance)\b|(?:me|le|nos) (?:dijo|escribio|grito)\b)")
 _COMPLAINT = regex.compile(
     r"\b(?:report\w*|block\w*|ban(?:ned|ning)?|harass\w*|creep\w*|inappropriate|abus\w*|"
     r"unsafe|scared|afraid|frightened|uncomfortable|police|threat\w*|stalk\w*|screenshots?|"
     r"conduct|permission|complain\w*|escalate|unacceptable|not ok|not okay|disgusting|"
     r"take action|remove (?:it|this|them|the)|bann\w*|rude|sexist|offensive|offended|"
-    r"patroni[sz]\w*|condescending|on record|"
+    r"patroni[sz]\w*|condescending|on record|acceptable|appropriate|behaviou?r|someone else|"
+    r"(?:didn.?t|did not|won.?t|will not|not) (?:reply|respond|answer|give)|apolog\w*|"
+    r"disculpa\w*|excuses|entschuldigung|medidas|mesures|massnahmen|dagegen|"
     r"capturas?|queja|captures? d'ecran|plainte|bildschirmfotos?|beschwer\w*|asustad\w*|"
     r"denunci\w*|bloqu\w*|acos\w*|policia|incomod\w*|miedo|amenaz\w*|"
     r"signal\w*|harcel\w*|peur|mal a l'aise|menac\w*|"
@@ -140,6 +150,54 @@ def reported_spans(text: str) -> list[tuple[int, int]]:
             listing = False
         position = closing + 1
     return spans
+
+
+# The line that introduces a quoted earlier message, as mail clients write it (normalised: no
+# accents, lower case): "On Mon, 5 Jan 2026 at 05:17, Chloe <...> wrote:", "El ... escribió:",
+# "Am ... schrieb ...:", "Le ... a écrit :"; a client may wrap it, so only its end is needed.
+_ATTRIBUTION = regex.compile(r"\b(?:wrote|writes|escribio|schrieb|schreibt|a ecrit|ecrit|"
+                             r"ha scritto|heeft geschreven|escreveu) ?:?\s*$")
+_ORIGINAL = regex.compile(r"-{2,} ?(?:original message|mensaje original|message d'origine|"
+                          r"ursprungliche nachricht|forwarded message|mensaje reenviado|"
+                          r"message transfere|weitergeleitete nachricht)")
+
+
+def reply_chain_spans(lines: str) -> list[tuple[int, int]]:
+    """[start, end) of the quoted earlier messages in normalised text with its line breaks:
+    the "> " lines after a line introducing them ("On ... wrote:"), and everything after an
+    "Original Message" or "Forwarded message" line. That is the agent's own mail, whose
+    "your home address" or "I'm sorry you..." must not count against the customer. A "> "
+    line with no such introduction is still judged: it is not known to be a quotation."""
+    if ">" not in lines and "--" not in lines:
+        return []
+    spans: list[tuple[int, int]] = []
+    introduced = False
+    position = 0
+    for line in lines.split("\n"):
+        end = position + len(line)
+        start = line.lstrip()
+        if "--" in start and _ORIGINAL.match(start):
+            spans.append((position, len(lines)))
+            break
+        if introduced and start.startswith(">"):
+            spans.append((position, end))
+        elif _ATTRIBUTION.search(line):
+            introduced = True
+        position = end + 1
+    return spans
+
+
+def not_the_senders(text: str, lines: str) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping spans of normalised text (`lines`: the same with its line
+    breaks) that are not the sender's own words: reported words and quoted earlier mail."""
+    spans = sorted(reported_spans(text) + reply_chain_spans(lines))
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def _next_opening(text: str, position: int) -> tuple[int, str]:
