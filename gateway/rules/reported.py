@@ -76,11 +76,13 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"|\bdel tipo\b|\b(?:me|le|nos) (?:manda|envia|escribe|dice)\b"
     r"|\b(?:me|le|nos) ha (?:escrito|dicho|mandado|enviado|puesto)\b"
     r"|\b(?:m'a|m a|lui a|nous a) (?:dit|ecrit|envoye|demande|lance|crie)\b"
-    r"|\bm'(?:ecrit|envoie|dit|traite de)\b"
+    r"|\bm'(?:ecrit|envoie|dit|traite de)\b|\bm'a traitee? de\b"
+    r"|\b(?:me|le|nos) (?:llamo|llamaba|trato de|ha llamado)\b"
     r"|\b(?:il|elle|ils) (?:m'a|m a|lui a|nous a|a|m'ecrit|m ecrit) ?(?:dit|ecrit|envoye|"
     r"demande|lance|crie)\b|\b(?:des|les) (?:messages?|trucs|choses) comme\b|\bmot pour mot\b"
     r"|\b(?:er|sie) (?:hat|schrieb|sagte|meinte|fragte|schreibt|sagt|rief)\b"
     r"|\b(?:schreibt|schrieb|sagt|sagte|schickt|schickte) (?:mir|ihr|uns)\b"
+    r"|\b(?:ecrit|dit|envoie|a ecrit|a dit|dijo|escribio|escribe|dice) a (?:mon|ma|mes|mi|mis|notre|nuestra|nuestro) \w+"
     r"|\b(?:got|received|get|getting) (?:a |this |the )?(?:message|text|dm|note)\b"
     r"|\b(?:nachricht|mail|sms) (?:bekommen|erhalten)\b|\b(?:recibio|recibi|he recibido|"
     r"ha recibido) (?:un |este |el )?mensaje\b|\b(?:recu|a recu) (?:un |ce |le )?message\b"
@@ -97,10 +99,23 @@ _TEXT_FRAMES = regex.compile(_near_quote(
     r"|\bel texto (?:exacto )?que (?:pegue|copie|puse|use)\b"
     r"|\ble texte (?:exact )?que j'ai (?:colle|copie|mis|utilise)\b"
     r"|\bder text,? den ich (?:eingefugt|kopiert|verwendet) habe\b"))
+# A product's name in quotes is nobody's words to the agent: 'your "Drop Dead Gorgeous"
+# mascara', 'el esmalte "Rojo Sexy"'. Short, and right after or before a product word.
+MAX_NAME = 40
+_PRODUCTS = (r"(?:mascara|lipstick|lip gloss|polish|nail polish|varnish|vernis|esmalte|nagellack|"
+             r"lippenstift|rouge a levres|pintalabios|perfume|parfum|fragrance|scent|shade|colou?r|"
+             r"couleur|teinte|farbe|tono|model|modele|modelo|modell|edition|collection|coleccion|"
+             r"kollektion|range|line|set|pack|bundle|plan|tarif|tarifa|package|bouquet|candle|"
+             r"bougie|kerze|vela|flavou?r|game|jeu|juego|spiel|film|movie|pelicula|book|livre|"
+             r"libro|buch|song|album|dress|robe|vestido|kleid|costume|disfraz|kostum|bra|"
+             r"lingerie|body|bodysuit|t-shirt|shirt|hoodie|mug|taza|tasse|poster|card|carte|"
+             r"tarjeta|karte|sticker|print|slogan|option|theme|template|filter|sticker)s?")
+_NAME_BEFORE = regex.compile(rf"\b{_PRODUCTS} ?$")
+_NAME_AFTER = regex.compile(rf"[ ,]?{_PRODUCTS}\b")
 # The frame after the quotation: '"you home alone?", he asked'.
 _FRAME_AFTER = regex.compile(rf"[\s,.;:!?-]{{0,3}}(?:{_ACTOR} (?:said|wrote|asked|replied|texted|"
                              r"typed|added|messaged|sent)\b|(?:gesagt|geschrieben|geschickt|"
-                             r"geschrien|gerufen|gefragt)\b|(?:m'a|lui a|nous a)-t-(?:il|elle) "
+                             r"geschrien|gerufen|gefragt|genannt)\b|(?:m'a|lui a|nous a)-t-(?:il|elle) "
                              r"(?:dit|ecrit|lance)\b|(?:me|le|nos) (?:dijo|escribio|grito)\b)")
 _COMPLAINT = regex.compile(
     r"\b(?:report\w*|block\w*|ban(?:ned|ning)?|harass\w*|creep\w*|inappropriate|abus\w*|"
@@ -110,6 +125,12 @@ _COMPLAINT = regex.compile(
     r"patroni[sz]\w*|condescending|on record|acceptable|appropriate|behaviou?r|someone else|"
     r"(?:didn.?t|did not|won.?t|will not|not) (?:reply|respond|answer|give)|apolog\w*|"
     r"disculpa\w*|excuses|entschuldigung|medidas|mesures|massnahmen|dagegen|"
+    # Evidence and moderation: CCTV, security, the attached username, take it down.
+    r"cctv|cameras?|camaras|security|seguridad|securite|sicherheit|attach\w*|adjunt\w*|"
+    r"anhang|piece jointe|gamertag|username|nombre de usuario|pseudo|taken? (?:it |them )?down|"
+    r"removed?|"
+    r"delete|borra\w*|supprim\w*|losch\w*|expuls\w*|protect\w*|proteg\w*|schutz\w*|"
+    r"widerlich|vile|horrible|awful|asqueroso|degoutant|"
     r"capturas?|queja|captures? d'ecran|plainte|bildschirmfotos?|beschwer\w*|asustad\w*|"
     r"denunci\w*|bloqu\w*|acos\w*|policia|incomod\w*|miedo|amenaz\w*|"
     r"signal\w*|harcel\w*|peur|mal a l'aise|menac\w*|"
@@ -143,7 +164,8 @@ def reported_spans(text: str) -> list[tuple[int, int]]:
                      else (complaint := _COMPLAINT.search(text) is not None)):
             spans.append((start, closing + 1))
             listing = True
-        elif _TEXT_FRAMES.search(before):
+        elif _TEXT_FRAMES.search(before) or (closing - start <= MAX_NAME and (
+                _NAME_BEFORE.search(before) or _NAME_AFTER.match(text, closing + 1))):
             spans.append((start, closing + 1))
             listing = False
         else:
