@@ -131,6 +131,8 @@ _COMPLAINT = regex.compile(
     r"removed?|"
     r"delete|borra\w*|supprim\w*|losch\w*|expuls\w*|protect\w*|proteg\w*|schutz\w*|"
     r"widerlich|vile|horrible|awful|asqueroso|degoutant|"
+    r"nick|nickname|gamertag|tag|handle|(?:do|haced|hagan|haga|faites|tun sie|tut) (?:something|algo|"
+    r"quelque chose|etwas)|"
     r"capturas?|queja|captures? d'ecran|plainte|bildschirmfotos?|beschwer\w*|asustad\w*|"
     r"denunci\w*|bloqu\w*|acos\w*|policia|incomod\w*|miedo|amenaz\w*|"
     r"signal\w*|harcel\w*|peur|mal a l'aise|menac\w*|"
