@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from gateway.rules.reported import ORIGINAL_MESSAGE
+
 try:
     from gateway.rules._fold import ascii_sentences, best_unit
 except ImportError:  # built without a C compiler: _ascii_sentences and _best_unit do the same
@@ -38,9 +40,6 @@ HEAD, TAIL = 2_500, 1_200  # characters of a long text the model reads (see writ
 _WORD = re.compile(r"[^\W_]+")
 _ASCII_SEPARATORS = {c: " " for c in range(128) if not chr(c).isalnum()}
 _KEEP_NUL = {**_ASCII_SEPARATORS, 0: 0}
-_ORIGINAL_MESSAGE = re.compile(r"-{2,} ?(?:original message|mensaje original|message d'origine|"
-                               r"ursprungliche nachricht|forwarded message|mensaje reenviado|"
-                               r"message transfere|weitergeleitete nachricht)")
 _SENTENCE_END = re.compile(r"[.!?;]+(?: |$)|\n")
 _FORMAT = 1
 _CACHED_WORDS = 50_000  # words outside the vocabulary whose rows are remembered
@@ -82,7 +81,7 @@ def written_text(lines: str) -> str:
             start = line.lstrip()
             if start.startswith(">"):
                 continue
-            if _ORIGINAL_MESSAGE.match(start):
+            if ORIGINAL_MESSAGE.match(start):
                 break
             kept.append(line)
         lines = "\n".join(kept)

@@ -181,9 +181,10 @@ def reported_spans(text: str) -> list[tuple[int, int]]:
 # "Am ... schrieb ...:", "Le ... a écrit :"; a client may wrap it, so only its end is needed.
 _ATTRIBUTION = regex.compile(r"\b(?:wrote|writes|escribio|schrieb|schreibt|a ecrit|ecrit|"
                              r"ha scritto|heeft geschreven|escreveu) ?:?\s*$")
-_ORIGINAL = regex.compile(r"-{2,} ?(?:original message|mensaje original|message d'origine|"
-                          r"ursprungliche nachricht|forwarded message|mensaje reenviado|"
-                          r"message transfere|weitergeleitete nachricht)")
+# The line above a forwarded or replied-to original (normalised).
+ORIGINAL_MESSAGE = re.compile(r"-{2,} ?(?:original message|mensaje original|message d'origine|"
+                              r"ursprungliche nachricht|forwarded message|mensaje reenviado|"
+                              r"message transfere|weitergeleitete nachricht)")
 
 
 def reply_chain_spans(lines: str) -> list[tuple[int, int]]:
@@ -200,7 +201,7 @@ def reply_chain_spans(lines: str) -> list[tuple[int, int]]:
     for line in lines.split("\n"):
         end = position + len(line)
         start = line.lstrip()
-        if "--" in start and _ORIGINAL.match(start):
+        if "--" in start and ORIGINAL_MESSAGE.match(start):
             spans.append((position, len(lines)))
             break
         if introduced and start.startswith(">"):
