@@ -123,3 +123,23 @@ def test_spans_that_are_not_the_sender_s_are_sorted_and_do_not_overlap() -> None
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
     assert text[spans[0][0]:spans[0][1]].startswith(">")
     assert blanked(text, spans).count("\n") == text.count("\n")
+
+
+@pytest.mark.parametrize("report", [
+    "The man in flat 4 keeps saying \"morning sexy\" to me when I leave for work. You're the "
+    "managing agent. Please speak to him.",
+    "El portero de la finca, que lo contratáis vosotros, me llama \"bombón\" cada vez que paso.",
+    "In the voice chat someone called me a \"stupid b***h\" and told me to \"get back to the "
+    "kitchen\". His gamertag is in the attachment.",
+])
+def test_a_report_that_names_its_evidence_or_the_company_s_people_is_delivered(
+        report: str) -> None:
+    assert verdict(report) == "deliver"
+
+
+def test_a_product_name_in_quotes_is_not_the_customer_s_words() -> None:
+    assert verdict('Your "Drop Dead Gorgeous" mascara flaked off on day one.') == "deliver"
+    assert verdict('El esmalte "Rojo Sexy" ha llegado más bien naranja.') == "deliver"
+    # A long quotation beside a product word is not a name.
+    assert verdict('Nice dress "you look so sexy in it, send me a photo of you wearing it '
+                   'tonight, just for me"') == "quarantine"
