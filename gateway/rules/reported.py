@@ -44,13 +44,14 @@ def _near_quote(frames: str) -> str:
 _ACTOR = (r"(?:he|she|they|him|her|someone|somebody|a stranger|"
           r"(?:the|a|an|one|some|another|your|my|his|their) (?:\w+ )?(?:seller|buyer|"
           r"driver|courier|rider|user|guy|man|woman|customer|player|host|guest|landlord|tenant|"
-          r"technician|engineer|installer|"
+          r"technician|engineer|installer|trainer|instructor|coach|doctor|nurse|teacher|porter|"
+          r"waiter|agent|rep|salesman|photographer|plumber|electrician|builder|mechanic|"
           r"member|passenger|match|person|account|neighbou?r|ex|boss|manager|colleague|"
           r"coworker|co-worker|contractor|delivery \w+)|this (?:guy|man|person|user|account|"
           r"seller|buyer|driver|player))")
 # Someone else said or wrote it: reported when the message also speaks of a complaint.
 _PERSON_FRAMES = regex.compile(_near_quote(
-    rf"\b{_ACTOR} (?:\w+ ){{0,8}}(?:said|says|wrote|writes|sent|texted|typed|messaged|asked|"
+    rf"\b{_ACTOR} (?:[^\s\"“”„«»]+ ){{0,10}}(?:said|says|wrote|writes|sent|texted|typed|messaged|asked|"
     r"replied|commented|posted|shouted|yelled|called (?:me|her|us)|keeps? (?:saying|sending|"
     r"writing|texting|messaging|emailing|posting))\b"
     r"|\b(?:calling|called|calls) (?:me|her|us|my \w+)(?: an?)?\b"
@@ -85,6 +86,7 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"demande|lance|crie)\b|\b(?:des|les) (?:messages?|trucs|choses) comme\b|\bmot pour mot\b"
     r"|\b(?:er|sie) (?:hat|schrieb|sagte|meinte|fragte|schreibt|sagt|rief)\b"
     r"|\b(?:schreibt|schrieb|sagt|sagte|schickt|schickte) (?:mir|ihr|uns)\b"
+    r"|\b(?:sagte|schrieb|fragte|rief|meinte|schrie|sagt|schreibt) (?:er|sie)\b"
     r"|\b(?:ecrit|dit|envoie|a ecrit|a dit|dijo|escribio|escribe|dice) a (?:mon|ma|mes|mi|mis|notre|nuestra|nuestro) \w+"
     r"|\b(?:got|received|get|getting) (?:a |this |the )?(?:message|text|dm|note)\b"
     r"|\b(?:nachricht|mail|sms) (?:bekommen|erhalten)\b|\b(?:recibio|recibi|he recibido|"
