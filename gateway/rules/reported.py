@@ -4,10 +4,12 @@ Support teams of marketplaces, delivery and dating services get reports that quo
 harasser: 'The driver said "nice legs, you home alone?" - please block him'. Those words are
 not aimed at the agent, and holding the report delays help for the person who was harassed.
 Text inside quotes (" “ ” „ « », or ' around words) counts as reported when a frame stands
-just before it: someone else's words ("he wrote", "messages like", "il m'a dit", "me escribió", "er
-schrieb") in a message that speaks of a complaint (report, block, harassment, police, ...),
-or text that is nobody's words to the agent ("the text I pasted", "the app says"). Rules and
-the classifier leave reported spans out; everything the customer says in their own words is
+just before it or after it: someone else's words ("he wrote", "messages like", "il m'a dit",
+"me escribió", "er schrieb", "..., he said") in a message that reads as a report (it speaks of
+a complaint, its evidence or what should be done, or of the company's own people), or text
+that is nobody's words to the agent ("the text I pasted", "the app says", a product's name).
+The quoted earlier mail of a reply is not the sender's either (reply_chain_spans). Rules and
+the classifier leave these spans out; everything the customer says in their own words is
 still judged, so a harasser gains nothing by quoting himself outside such a frame.
 
 Works on normalised text (lower case, no accents): spans are offsets into it.
@@ -49,10 +51,11 @@ _ACTOR = (r"(?:he|she|they|him|her|someone|somebody|a stranger|"
           r"member|passenger|match|person|account|neighbou?r|ex|boss|manager|colleague|"
           r"coworker|co-worker|contractor|delivery \w+)|this (?:guy|man|person|user|account|"
           r"seller|buyer|driver|player))")
-# Someone else said or wrote it: reported when the message also speaks of a complaint.
+# Someone else said or wrote it: reported when the message reads as a report (_COMPLAINT).
 _PERSON_FRAMES = regex.compile(_near_quote(
-    rf"\b{_ACTOR} (?:[^\s\"“”„«»]+ ){{0,10}}(?:said|says|wrote|writes|sent|texted|typed|messaged|asked|"
-    r"replied|commented|posted|shouted|yelled|called (?:me|her|us)|keeps? (?:saying|sending|"
+    rf"\b{_ACTOR} (?:[^\s\"“”„«»]+ ){{0,10}}(?:said|says|wrote|writes|sent|texted|typed|"
+    r"messaged|asked|replied|commented|posted|shouted|yelled|called (?:me|her|us)|"
+    r"keeps? (?:saying|sending|"
     r"writing|texting|messaging|emailing|posting))\b"
     r"|\b(?:calling|called|calls) (?:me|her|us|my \w+)(?: an?)?\b"
     r"|\b(?:told|tells|telling) (?:me|her|us|my \w+)(?: to| that)?\b"
@@ -67,9 +70,9 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"(?:said|wrote|texted|asked|typed|messaged|added|"
     r"replied|shouted|yelled)\b"
     # "his last message:", "me está escribiendo mensajes ...:": a colon right before the quote.
-    r"|\b(?:messages?|mensajes?|nachrichten?|texts?|sms|words|mots?|notes?|notas?|notiz|palabras|worte|"
-    r"comments?|commente|comenta|kommentiert|wrote|writing|"
-    r"texting|sent|said|told|escribiendo|escribio|escrito|dicho|ecrit|schreibt|schrieb)\b[^\"“”„«»]{0,80}:\s?$"
+    r"|\b(?:messages?|mensajes?|nachrichten?|texts?|sms|words|mots?|notes?|notas?|notiz|"
+    r"palabras|worte|comments?|commente|comenta|kommentiert|wrote|writing|texting|sent|said|"
+    r"told|escribiendo|escribio|escrito|dicho|ecrit|schreibt|schrieb)\b[^\"“”„«»]{0,80}:\s?$"
     r"|\bquotes?(?:, in order)?:"
     r"|\bhere(?:'s| is) what (?:he|she|they) (?:wrote|said|sent|says)\b"
     r"|\b(?:me|le|les|nos|te) (?:dijo|escribio|mando|envio|pregunto|puso|grito)\b"
@@ -79,17 +82,20 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"|\b(?:me|le|nos) ha (?:escrito|dicho|mandado|enviado|puesto)\b"
     r"|\b(?:m'a|m a|lui a|nous a) (?:dit|ecrit|envoye|demande|lance|crie)\b"
     r"|\bm'(?:ecrit|envoie|dit|traite de)\b|\bm'a traitee? de\b"
-    r"|\b(?:me|le|nos|les|nos) (?:llamo|llamaba|llama|trato de|ha llamado|grita|grito|gritaba)\b"
+    r"|\b(?:me|le|les|nos) (?:llamo|llamaba|llama|trato de|ha llamado|grita|grito|gritaba)\b"
     r"|\ben me (?:traitant de|demandant si|disant)\b|\b(?:je cite|cito|ich zitiere|and i quote)\b"
-    r"|\basking (?:[\w-]+ ){0,4}to\b|\ba (?:demande|dit|ecrit|lance|crie|raconte)\b|\b(?:asked|asking) (?:me|her|us|my \w+) (?:if|whether)\b"
+    r"|\basking (?:[\w-]+ ){0,4}to\b|\ba (?:demande|dit|ecrit|lance|crie|raconte)\b"
+    r"|\b(?:asked|asking) (?:me|her|us|my \w+) (?:if|whether)\b"
     r"|\b(?:il|elle|ils) (?:m'a|m a|lui a|nous a|a|m'ecrit|m ecrit) ?(?:dit|ecrit|envoye|"
     r"demande|lance|crie)\b|\b(?:des|les) (?:messages?|trucs|choses) comme\b|\bmot pour mot\b"
     r"|\b(?:er|sie) (?:hat|schrieb|sagte|meinte|fragte|schreibt|sagt|rief)\b"
     r"|\b(?:schreibt|schrieb|sagt|sagte|schickt|schickte) (?:mir|ihr|uns)\b"
     r"|\b(?:sagte|schrieb|fragte|rief|meinte|schrie|sagt|schreibt) (?:er|sie)\b"
-    r"|\b(?:commenting|commented|comments|remarks?) on (?:my|her|our) \w+|\b(?:angesprochen|"
-    r"angemacht|nachgerufen|hinterhergerufen|zugerufen)\b|\b(?:kept|keeps) telling (?:me|her|us|my \w+)"
-    r"|\b(?:ecrit|dit|envoie|a ecrit|a dit|dijo|escribio|escribe|dice) a (?:mon|ma|mes|mi|mis|notre|nuestra|nuestro) \w+"
+    r"|\b(?:commenting|commented|comments|remarks?) on (?:my|her|our) \w+"
+    r"|\b(?:angesprochen|angemacht|nachgerufen|hinterhergerufen|zugerufen)\b"
+    r"|\b(?:kept|keeps) telling (?:me|her|us|my \w+)"
+    r"|\b(?:ecrit|dit|envoie|a ecrit|a dit|dijo|escribio|escribe|dice) a "
+    r"(?:mon|ma|mes|mi|mis|notre|nuestra|nuestro) \w+"
     r"|\b(?:got|received|get|getting) (?:a |this |the )?(?:message|text|dm|note)\b"
     r"|\b(?:nachricht|mail|sms) (?:bekommen|erhalten)\b|\b(?:recibio|recibi|he recibido|"
     r"ha recibido) (?:un |este |el )?mensaje\b|\b(?:recu|a recu) (?:un |ce |le )?message\b"
@@ -116,14 +122,18 @@ _PRODUCTS = (r"(?:mascara|lipstick|lip gloss|polish|nail polish|varnish|vernis|e
              r"bougie|kerze|vela|flavou?r|game|jeu|juego|spiel|film|movie|pelicula|book|livre|"
              r"libro|buch|song|album|dress|robe|vestido|kleid|costume|disfraz|kostum|bra|"
              r"lingerie|body|bodysuit|t-shirt|shirt|hoodie|mug|taza|tasse|poster|card|carte|"
-             r"tarjeta|karte|sticker|print|slogan|option|theme|template|filter|sticker)s?")
+             r"tarjeta|karte|sticker|print|slogan|option|theme|template|filter)s?")
 _NAME_BEFORE = regex.compile(rf"\b{_PRODUCTS} ?$")
 _NAME_AFTER = regex.compile(rf"[ ,]?{_PRODUCTS}\b")
 # The frame after the quotation: '"you home alone?", he asked'.
-_FRAME_AFTER = regex.compile(rf"[\s,.;:!?-]{{0,3}}(?:{_ACTOR} (?:said|wrote|asked|replied|texted|"
-                             r"typed|added|messaged|sent)\b|(?:gesagt|geschrieben|geschickt|"
-                             r"geschrien|gerufen|gefragt|genannt)\b|(?:m'a|lui a|nous a)-t-(?:il|elle) "
-                             r"(?:dit|ecrit|lance)\b|(?:me|le|nos) (?:dijo|escribio|grito)\b)")
+_FRAME_AFTER = regex.compile(
+    rf"[\s,.;:!?-]{{0,3}}(?:{_ACTOR} (?:said|wrote|asked|replied|texted|typed|added|messaged|"
+    r"sent)\b|(?:gesagt|geschrieben|geschickt|geschrien|gerufen|gefragt|genannt)\b"
+    r"|(?:m'a|lui a|nous a)-t-(?:il|elle) (?:dit|ecrit|lance)\b|(?:me|le|nos) (?:dijo|escribio|"
+    r"grito)\b)")
+# What makes quoted words a report: the message speaks of a complaint, of its evidence (CCTV,
+# the attached username), of what should be done ("please speak to him") or how it felt, or
+# of someone the company employs, sends or hosts ("your porter", "el repartidor").
 _COMPLAINT = regex.compile(
     r"\b(?:report\w*|block\w*|ban(?:ned|ning)?|harass\w*|creep\w*|inappropriate|abus\w*|"
     r"unsafe|scared|afraid|frightened|uncomfortable|police|threat\w*|stalk\w*|screenshots?|"
@@ -134,31 +144,32 @@ _COMPLAINT = regex.compile(
     r"disculpa\w*|excuses|entschuldigung|medidas|mesures|massnahmen|dagegen|"
     # Evidence and moderation: CCTV, security, the attached username, take it down.
     r"cctv|cameras?|camaras|security|seguridad|securite|sicherheit|attach\w*|adjunt\w*|"
-    r"anhang|piece jointe|gamertag|username|nombre de usuario|pseudo|taken? (?:it |them )?down|"
-    r"removed?|"
+    r"anhang|piece jointe|username|nombre de usuario|pseudo|taken? (?:it |them )?down|removed?|"
     r"delete|borra\w*|supprim\w*|losch\w*|expuls\w*|protect\w*|proteg\w*|schutz\w*|"
     r"widerlich|vile|horrible|awful|asqueroso|degoutant|"
-    r"nick|nickname|gamertag|tag|handle|(?:do|haced|hagan|haga|faites|tun sie|tut) (?:something|algo|"
-    r"quelque chose|etwas)|"
+    r"nick|nickname|gamertag|tag|handle|"
+    r"(?:do|haced|hagan|haga|faites|tun sie|tut) (?:something|algo|quelque chose|etwas)|"
     # Asking for action, or saying how it felt.
-    r"speak to (?:him|her|them)|talk to (?:him|her|them)|have a word|stop (?:this|him|it|them|these)|"
-    r"asked (?:him|her|them) to stop|i quote|not interested|deal with|look into|investigat\w*|"
+    r"speak to (?:him|her|them)|talk to (?:him|her|them)|have a word|"
+    r"stop (?:this|him|it|them|these)|asked (?:him|her|them) to stop|i quote|not interested|"
+    r"deal with|look into|investigat\w*|"
     r"warn\w*|sack\w*|dismiss\w*|suspend\w*|disciplin\w*|worried|nervous|terrified|upset|"
     r"shaken|distress\w*|intimidat\w*|hablad con|hable con|hablen con|que pare|que deje de|"
     r"despid\w*|preocupad\w*|nerviosa|intimid\w*|molest\w*|parlez-lui|arret\w*|importun\w*|"
     r"enquete|licenci\w*|inquiet\w*|sprechen sie mit|aufhor\w*|unterlass\w*|untersuch\w*|"
     r"abmahn\w*|besorgt|eingeschuchtert|"
     # Someone the company employs, sends or hosts: a report about them.
-    r"(?:your|vuestr[oa]s?|votre|vos|ihr|ihre|ihren|ihrem) (?:\w+ )?(?:driver|courier|agent|employee|"
-    r"staff|technician|engineer|rep|representative|photographer|trainer|instructor|seller|"
+    r"(?:your|vuestr[oa]s?|votre|vos|ihr|ihre|ihren|ihrem) (?:\w+ )?(?:driver|courier|agent|"
+    r"employee|staff|technician|engineer|rep|representative|photographer|trainer|instructor|seller|"
     r"buyer|user|member|host|landlord|porter|caretaker|supervisor|contractor|installer|"
-    r"plumber|fitter|conductor|guard|app|platform|marketplace|repartidor|conductor|tecnico|"
-    r"empleado|vendedor|usuario|agente|constructora|encargado|portero|app|aplicacion|"
+    r"plumber|fitter|conductor|guard|app|platform|marketplace|repartidor|tecnico|"
+    r"empleado|vendedor|usuario|agente|constructora|encargado|portero|aplicacion|"
     r"plataforma|livreur|chauffeur|technicien|employe|vendeur|utilisateur|appli|application|"
     r"plateforme|reparateur|fahrer|techniker|mitarbeiter|verkaufer|nutzer|plattform|monteur)s?\b|"
     r"que (?:lo|la|los) contratais|que vous employez|den sie (?:beauftragt|geschickt)|"
-    r"(?:the|el|la|le|der|die) (?:\w+ )?(?:driver|courier|delivery \w+|repartidor|livreur|fahrer|bote|"
-    r"zusteller|technician|tecnico|technicien|techniker)\b|no quiero que (?:vuelva|venga)|"
+    r"(?:the|el|la|le|der|die) (?:\w+ )?(?:driver|courier|delivery \w+|repartidor|livreur|"
+    r"fahrer|bote|zusteller|technician|tecnico|technicien|techniker)\b|"
+    r"no quiero que (?:vuelva|venga)|"
     r"(?:don.?t|do not) want (?:him|her|them) (?:back|again|to come)|ne revienne plus|"
     r"nicht mehr (?:zu mir|kommt)|"
     r"capturas?|queja|captures? d'ecran|plainte|bildschirmfotos?|beschwer\w*|asustad\w*|"
