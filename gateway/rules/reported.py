@@ -94,6 +94,7 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"|\b(?:commenting|commented|comments|remarks?) on (?:my|her|our) \w+"
     r"|\b(?:angesprochen|angemacht|nachgerufen|hinterhergerufen|zugerufen)\b"
     r"|\b(?:kept|keeps) telling (?:me|her|us|my \w+)"
+    r"|\bdiciendo(?:me|le|nos)?\b|\ben (?:me|lui) disant\b"
     r"|\b(?:ecrit|dit|envoie|a ecrit|a dit|dijo|escribio|escribe|dice) a "
     r"(?:mon|ma|mes|mi|mis|notre|nuestra|nuestro) \w+"
     r"|\b(?:got|received|get|getting) (?:a |this |the )?(?:message|text|dm|note)\b"
