@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from gateway.rules.reported import ORIGINAL_MESSAGE
+from gateway.rules.reported import ORIGINAL_MESSAGE, blanked
 
 try:
     from gateway.rules._fold import ascii_sentences, best_unit
@@ -65,6 +65,13 @@ def words_of(text: str) -> list[str]:
     if text.isascii():  # the same words as _WORD finds, several times faster
         return text.translate(_ASCII_SEPARATORS).split()
     return _WORD.findall(text)
+
+
+def judged_sentences(lines: str, not_senders: list[tuple[int, int]]) -> list[list[str]]:
+    """The sentences the model judges of normalised text with its line breaks, given the spans
+    that are not the sender's words (reported.not_the_senders): the same for a message being
+    judged and for a training example."""
+    return sentences_of(written_text(blanked(lines, not_senders)))
 
 
 def written_text(lines: str) -> str:

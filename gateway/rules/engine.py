@@ -21,10 +21,9 @@ from typing import Any
 import ahocorasick_rs
 import regex
 
-from gateway.rules.classifier import (Classifier, ModelError, load_classifier, sentences_of,
-                                       written_text)
+from gateway.rules.classifier import Classifier, ModelError, judged_sentences, load_classifier
 from gateway.rules.normalise import Normalised, normalise, normalise_term
-from gateway.rules.reported import blanked, inside, not_the_senders
+from gateway.rules.reported import inside, not_the_senders
 from gateway.rules.text import message_text
 
 WINDOW = 80            # characters either side of an anchor that a pattern or exception sees
@@ -474,8 +473,7 @@ def _classify(classifier: ClassifierRule, texts: Sequence[tuple[str, Normalised]
     for (where, normalised), spans in zip(texts, reported):
         if _segment_kind(where) in classifier.applies_to:
             segments.append((count, where))
-            lines = blanked(normalised.lines, spans)
-            for sentence in sentences_of(written_text(lines)):
+            for sentence in judged_sentences(normalised.lines, spans):
                 sentences.append(sentence)
                 count += len(sentence)
     if not count:

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from gateway.rules.classifier import (BENIGN, WINDOW_DEFAULT, Classifier, features_of,
-                                      sentences_of, units_of, word_key, written_text)
+                                      judged_sentences, units_of, word_key)
 from gateway.rules.engine import distinct_segments
 from gateway.rules.normalise import normalise
-from gateway.rules.reported import blanked, not_the_senders
+from gateway.rules.reported import not_the_senders
 from gateway.rules.text import message_text
 
 _LANGUAGE_SAMPLE = 300  # instances of a language needed to find its common words
@@ -140,8 +140,7 @@ def _sentences(example: Example) -> list[list[str]]:
     """The sentences of an example as the model judges a message's: what the sender wrote,
     without quoted lines and without someone else's words quoted (engine._classify)."""
     normalised = normalise(example.text)
-    return sentences_of(written_text(blanked(normalised.lines,
-                                             not_the_senders(normalised.text, normalised.lines))))
+    return judged_sentences(normalised.lines, not_the_senders(normalised.text, normalised.lines))
 
 
 def _shuffled(examples: Sequence[Example]) -> list[Example]:
