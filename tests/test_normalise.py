@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.rules import segment
 from gateway.rules.normalise import _ascii_steps, _fast, fold_ascii, normalise
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("written, seen", [
@@ -27,6 +34,40 @@ from gateway.rules.normalise import _ascii_steps, _fast, fold_ascii, normalise
 ])
 def test_evasions_fold_to_the_word(written: str, seen: str) -> None:
     assert normalise(written).text == seen
+
+
+@pytest.mark.parametrize("written, seen", [
+    ("s e n d n u d e s", "send nudes"),
+    ("i w i l l k i l l y o u", "i will kill you"),
+    ("y o u a r e s o h o t t t", "you are so hot"),
+    ("d a m e t u n u m e r o", "dame tu numero"),
+    ("i c h w e i s s w o d u w o h n s t", "ich weiss wo du wohnst"),
+    ("j e v a i s t e t u e r", "je vais te tuer"),
+    ("s.e.n.d.n.u.d.e.s", "send nudes"),
+])
+def test_letters_spaced_across_words_are_split_into_them(written: str, seen: str) -> None:
+    assert normalise(written).text == seen
+    assert normalise(f"ok {written}!").offsets  # the excerpt path splits them the same way
+
+
+@pytest.mark.parametrize("written, seen", [
+    ("t h e r a p i s t", "therapist"),    # one known word stays one word
+    ("S U P P O R T", "support"),
+    ("x q z v w k j", "xqzvwkj"),          # not made of known words: joined, as before
+    ("u s a", "usa"),                      # too short to be several words
+])
+def test_runs_that_are_not_several_words_stay_joined(written: str, seen: str) -> None:
+    assert normalise(written).text == seen
+
+
+def test_shipped_word_list_is_what_the_committed_data_gives(tmp_path: Path) -> None:
+    """gateway/rules/words.txt must be rebuilt whenever the training replies change."""
+    built = tmp_path / "words.txt"
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                    "from gateway.rules.segment import write_word_list; "
+                    "write_word_list([Path(a) for a in sys.argv[2:]], Path(sys.argv[1]))",
+                    str(built), "tests/corpus/inbound", "rules/training"], cwd=ROOT, check=True)
+    assert built.read_text() == segment.WORDS_FILE.read_text()
 
 
 @pytest.mark.parametrize("text", ["1 2 3 go", "port 8080", "invoice #5417 for 45", "ref a1b2"])
@@ -51,7 +92,8 @@ def test_excerpt_is_the_original_text(written: str) -> None:
 _ASCII_PIECES = st.lists(st.sampled_from(
     list("abcxyzA") + list("01234579") + list("@$!|+") + list(".-_*~") + list(",'()#/") +
     [" ", "  ", "\n", "\r\n", "\r", "\t", "\x0b", "\x0c", "\x1c", "\x1f", "aaa", "s e x",
-     "s.e.x", "s. e. x", "b1tch", "you.are", "hi_there", "x_y z", "sooo"]), max_size=40)
+     "s.e.x", "s. e. x", "b1tch", "you.are", "hi_there", "x_y z", "sooo", "s e n d n u d e s",
+     "i l o v e y o u", "y o u a r e h o t", "s.e.n.d.n.u.d.e.s"]), max_size=40)
 
 
 @pytest.mark.skipif(fold_ascii is None, reason="gateway.rules._fold was not compiled "

@@ -119,6 +119,32 @@ static Py_ssize_t join_letters(const char *s, Py_ssize_t n, char *out) {
 /* normalise.SPACED_LETTERS: the most letters one run joins */
 #define SPACED_LETTERS 64
 
+/* segment.Segmenter.segment (set_segmenter): splits a joined run back into words. */
+static PyObject *segmenter = NULL;
+
+/* The joined run out[0:n] as the segmenter splits it, written over it; its new length, or
+ * -1 with an exception set. It only adds spaces between letters and drops repeats, so it
+ * never outgrows `room`, the length of the run as written (a separator between letters). */
+static Py_ssize_t segment_run(char *out, Py_ssize_t n, Py_ssize_t room) {
+    PyObject *run = PyUnicode_FromStringAndSize(out, n);
+    if (!run)
+        return -1;
+    PyObject *split = PyObject_CallOneArg(segmenter, run);
+    Py_DECREF(run);
+    if (!split)
+        return -1;
+    if (!PyUnicode_Check(split) || !PyUnicode_IS_ASCII(split) ||
+        PyUnicode_GET_LENGTH(split) > room) {
+        Py_DECREF(split);
+        PyErr_SetString(PyExc_ValueError, "the segmenter must return ASCII no longer than the run");
+        return -1;
+    }
+    n = PyUnicode_GET_LENGTH(split);
+    memcpy(out, PyUnicode_DATA(split), (size_t)n);
+    Py_DECREF(split);
+    return n;
+}
+
 /* _SPACED_ASCII: \b[a-z](?:[.\-_*~] ?| )(?:[a-z](?:[.\-_*~] ?| )){0,62}[a-z]\b, replaced by
  * join_letters. The greedy repetition gives back letters until one stands before a word
  * edge, so a match ends at the last letter of the chain (of at most SPACED_LETTERS) that
@@ -146,7 +172,10 @@ static Py_ssize_t join_spaced(const char *s, Py_ssize_t n, char *out) {
                     end = letter + 1;
             }
             if (end > 0) {
-                o += join_letters(s + i, end - i, out + o);
+                Py_ssize_t joined = join_letters(s + i, end - i, out + o);
+                if (segmenter && (joined = segment_run(out + o, joined, end - i)) < 0)
+                    return -1;
+                o += joined;
                 i = end;
                 continue;
             }
@@ -235,6 +264,11 @@ static PyObject *fold_ascii(PyObject *module, PyObject *arg) {
     memcpy(a, PyUnicode_DATA(arg), (size_t)n);
     fold_leet(a, n);
     n = join_spaced(a, n, b);
+    if (n < 0) {
+        PyMem_Free(a);
+        PyMem_Free(b);
+        return NULL;
+    }
     n = unglue_and_collapse_repeats(a, collapse_whitespace(b, n, a));
     PyObject *result = PyUnicode_FromStringAndSize(a, n);
     PyMem_Free(a);
@@ -405,7 +439,20 @@ done:
     return result;
 }
 
+static PyObject *set_segmenter(PyObject *module, PyObject *arg) {
+    (void)module;
+    if (arg != Py_None && !PyCallable_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "set_segmenter takes a callable or None");
+        return NULL;
+    }
+    Py_XDECREF(segmenter);
+    segmenter = arg == Py_None ? NULL : Py_NewRef(arg);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"set_segmenter", set_segmenter, METH_O,
+     "The function fold_ascii calls on each run of spaced letters it joins (None: none)."},
     {"ascii_sentences", ascii_sentences, METH_O,
      "classifier.sentences_of on ASCII text: the words of each sentence."},
     {"best_unit", best_unit, METH_VARARGS,

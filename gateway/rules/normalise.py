@@ -2,8 +2,9 @@
 
 NFKD with marks and zero-width characters dropped, lower case, homoglyphs folded to Latin
 (Cyrillic "а" is "a"), leetspeak folded inside words (s3xy, b1tch), s p a c e d and s.p.l.i.t
-letters joined, runs of a repeated letter collapsed (sooo hottt). Every step keeps a map from
-each normalised character back to the original text, so reviewers see the real excerpt.
+letters joined (and split into words where they spanned several: segment.py), runs of a
+repeated letter collapsed (sooo hottt). Every step keeps a map from each normalised
+character back to the original text, so reviewers see the real excerpt.
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ from typing import Any
 
 import regex
 
+from gateway.rules import segment
+
 try:
-    from gateway.rules._fold import fold_ascii
+    from gateway.rules._fold import fold_ascii, set_segmenter
 except ImportError:  # built without a C compiler: _ascii_steps' regular expressions do the same
     fold_ascii = None
+    set_segmenter = None
+
+# Splits a run of spaced letters that spans several words ("s e n d n u d e s") into them.
+SEGMENTER = segment.load()
+if set_segmenter is not None:
+    set_segmenter(SEGMENTER.segment)  # the compiled steps split runs with the same words
 
 # Latin lookalikes from other scripts (a subset of Unicode's confusables that matters here).
 HOMOGLYPHS = str.maketrans({
@@ -223,8 +232,10 @@ def _join_letters(match: Any) -> str:
     dashes, a plain space between two letters still separates words."""
     run = match.group()
     if " " in run and _MARKED_SEPARATOR.search(run):
-        return " ".join(_SEPARATORS.sub("", word) for word in _WORD_BREAK.split(run))
-    return _SEPARATORS.sub("", run)
+        joined = " ".join(_SEPARATORS.sub("", word) for word in _WORD_BREAK.split(run))
+    else:
+        joined = _SEPARATORS.sub("", run)
+    return SEGMENTER.segment(joined)
 
 
 def normalise(text: str) -> Normalised:

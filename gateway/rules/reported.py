@@ -101,6 +101,9 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"|\b(?:nachricht|mail|sms) (?:bekommen|erhalten)\b|\b(?:recibio|recibi|he recibido|"
     r"ha recibido) (?:un |este |el )?mensaje\b|\b(?:recu|a recu) (?:un |ce |le )?message\b"
     r"|\b(?:geschrieben|gesagt|geschickt|gefragt):?|\b(?:nachrichten|sachen|dinge|spruche) wie\b"
+    # Words the customer was moderated for: 'banned for typing "..."', "por escribir".
+    r"|\b(?:for|por|pour) (?:writing|typing|saying|posting|sending|escribir|decir|poner|"
+    r"publicar|avoir (?:ecrit|dit|tape|mis|poste|envoye))\b"
     r"|\bwortlich\b"))
 # Text that is nobody's words to the agent: copy the customer pasted, what an app shows.
 _TEXT_FRAMES = regex.compile(_near_quote(
@@ -136,7 +139,8 @@ _FRAME_AFTER = regex.compile(
 # the attached username), of what should be done ("please speak to him") or how it felt, or
 # of someone the company employs, sends or hosts ("your porter", "el repartidor").
 _COMPLAINT = regex.compile(
-    r"\b(?:report\w*|block\w*|ban(?:ned|ning)?|harass\w*|creep\w*|inappropriate|abus\w*|"
+    r"\b(?:report\w*|block\w*|ban(?:ned|ning)?|banea\w*|baneo|harass\w*|creep\w*|inappropriate|"
+    r"abus\w*|"
     r"unsafe|scared|afraid|frightened|uncomfortable|police|threat\w*|stalk\w*|screenshots?|"
     r"conduct|permission|complain\w*|escalate|unacceptable|not ok|not okay|disgusting|"
     r"take action|remove (?:it|this|them|the)|bann\w*|rude|sexist|offensive|offended|"
