@@ -52,6 +52,10 @@ def test_a_report_that_quotes_the_harasser_is_delivered(report: str) -> None:
     'Your editor rejects our product page. This is the exact copy I pasted in: "Sexy, sleek '
     'and built to last". Why?',
     'The app says "we could not verify your photo" every time I try. Can you look?',
+    # What a gift card or an engraving is to say, to someone else.
+    "Can you gift wrap it and include a card that says \"To my darling Ruth, 25 years and still "
+    "crazy about you\"? Thank you.",
+    'Bitte die Gravur mit dem Text „Ich liebe dich, mein Schatz“ auf den Ring.',
 ])
 def test_pasted_copy_and_what_an_app_shows_are_not_the_customer_s_words(copy: str) -> None:
     assert verdict(copy) == "deliver"

@@ -113,6 +113,14 @@ _TEXT_FRAMES = regex.compile(_near_quote(
     r"|\bthe (?:\w+ )?(?:(?:description|listing|copy|ad|advert|banner|slogan|tagline|caption|"
     r"app|site|website|page|screen|system|error|message|email|notification|portal|label|box|"
     r"packaging|sign|button) (?:\w+ ){0,2}(?:says|said|reads|read|shows|showed|displays))\b"
+    # What a gift card, an engraving or a cake is to say: the customer's words to someone else.
+    r"|\b(?:gift |message |greeting )?(?:card|note|message|engraving|inscription|cake|ribbon|"
+    r"tag)s? "
+    r"(?:that |which |to |should )?(?:says|saying|say|reads|reading|read|with the words)\b"
+    r"|\b(?:engraved|printed|written|iced|embroidered) with\b"
+    r"|\b(?:tarjeta|nota|dedicatoria|grabado|tarta) (?:que )?(?:diga|dice|ponga|pone|con)\b"
+    r"|\b(?:karte|gravur|widmung|torte|schleife) (?:mit (?:dem text|den worten)|mit)\b"
+    r"|\b(?:carte|mot|gravure|dedicace|gateau) (?:qui dit|disant|avec)\b"
     r"|\bel texto (?:exacto )?que (?:pegue|copie|puse|use)\b"
     r"|\ble texte (?:exact )?que j'ai (?:colle|copie|mis|utilise)\b"
     r"|\bder text,? den ich (?:eingefugt|kopiert|verwendet) habe\b"))
