@@ -35,6 +35,14 @@ def verdict(body: str) -> str:
     "Un acheteur m'écrit tous les jours. Il m'a écrit « envoie-moi une photo de toi, t'es "
     "bonne » et je veux que vous bloquiez son compte.",
     'Ein Verkäufer belästigt mich. Er schrieb „Ich weiß, wo du wohnst“. Bitte sperren Sie ihn.',
+    # Said to her, by someone the frame names only long before.
+    "The tenant in flat 4, the one with the loud dog and the blue van, has said to me twice, "
+    '"nice legs, come up for a drink". I want it on record.',
+    # Words a player was banned for, quoted after the fact.
+    'Mein Sohn wurde gesperrt. Darf man im Spiel-Chat nicht "ich bring dich um" schreiben, '
+    "wenn es nur ein Shooter ist?",
+    'Un vecino me ha dicho varias veces "qué buena estás, dame tu número". Quiero que quede '
+    "registrado y que habléis con él.",
     "One of your couriers left a note on my door saying 'nice legs, call me' with his number. "
     "I'm not impressed, please report him.",
     "Someone using your chat widget on my shop wrote 'send me pics of you, babe, or I'll find "

@@ -101,6 +101,9 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"|\b(?:nachricht|mail|sms) (?:bekommen|erhalten)\b|\b(?:recibio|recibi|he recibido|"
     r"ha recibido) (?:un |este |el )?mensaje\b|\b(?:recu|a recu) (?:un |ce |le )?message\b"
     r"|\b(?:geschrieben|gesagt|geschickt|gefragt):?|\b(?:nachrichten|sachen|dinge|spruche) wie\b"
+    # "has now said to me twice": said to someone, whoever the speaker.
+    r"|\b(?:said|says|say|wrote|writes|texted|shouted|whispered|yelled|commented|remarked) "
+    r"(?:to|at) (?:me|her|us|my \w+)\b|\bhas (?:now |also |again |just )?(?:said|written)\b"
     # Words the customer was moderated for: 'banned for typing "..."', "por escribir".
     r"|\b(?:for|por|pour) (?:writing|typing|saying|posting|sending|escribir|decir|poner|"
     r"publicar|avoir (?:ecrit|dit|tape|mis|poste|envoye))\b"
@@ -140,7 +143,8 @@ _NAME_AFTER = regex.compile(rf"[ ,]?{_PRODUCTS}\b")
 # The frame after the quotation: '"you home alone?", he asked'.
 _FRAME_AFTER = regex.compile(
     rf"[\s,.;:!?-]{{0,3}}(?:{_ACTOR} (?:said|wrote|asked|replied|texted|typed|added|messaged|"
-    r"sent)\b|(?:gesagt|geschrieben|geschickt|geschrien|gerufen|gefragt|genannt)\b"
+    r"sent)\b|(?:gesagt|geschrieben|geschickt|geschrien|gerufen|gefragt|genannt|schreiben|sagen|"
+    r"posten)\b"
     r"|(?:m'a|lui a|nous a)-t-(?:il|elle) (?:dit|ecrit|lance)\b|(?:me|le|nos) (?:dijo|escribio|"
     r"grito)\b)")
 # What makes quoted words a report: the message speaks of a complaint, of its evidence (CCTV,
@@ -168,7 +172,9 @@ _COMPLAINT = regex.compile(
     r"deal with|look into|investigat\w*|"
     r"warn\w*|sack\w*|dismiss\w*|suspend\w*|disciplin\w*|worried|nervous|terrified|upset|"
     r"shaken|distress\w*|intimidat\w*|hablad con|hable con|hablen con|que pare|que deje de|"
-    r"despid\w*|preocupad\w*|nerviosa|intimid\w*|molest\w*|parlez-lui|arret\w*|importun\w*|"
+    r"despid\w*|preocupad\w*|nerviosa|intimid\w*|molest\w*|hableis con|registrad\w*|constancia|"
+    r"consign\w*|festgehalten|aktenkundig|gesperrt|gebannt|suspendu\w*|suspendid\w*|"
+    r"parlez-lui|arret\w*|importun\w*|"
     r"enquete|licenci\w*|inquiet\w*|sprechen sie mit|aufhor\w*|unterlass\w*|untersuch\w*|"
     r"abmahn\w*|besorgt|eingeschuchtert|"
     # Someone the company employs, sends or hosts: a report about them.
