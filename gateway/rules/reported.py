@@ -118,8 +118,7 @@ _TEXT_FRAMES = regex.compile(_near_quote(
     r"packaging|sign|button) (?:\w+ ){0,2}(?:says|said|reads|read|shows|showed|displays))\b"
     # What a gift card, an engraving or a cake is to say: the customer's words to someone else.
     r"|\b(?:gift |message |greeting )?(?:card|note|message|engraving|inscription|cake|ribbon|"
-    r"tag)s? "
-    r"(?:that |which |to |should )?(?:says|saying|say|reads|reading|read|with the words)\b"
+    r"tag)s? (?:that |which |to |should )?(?:says|saying|say|reads|reading|read|with the words)\b"
     r"|\b(?:engraved|printed|written|iced|embroidered) with\b"
     r"|\b(?:tarjeta|nota|dedicatoria|grabado|tarta) (?:que )?(?:diga|dice|ponga|pone|con)\b"
     r"|\b(?:karte|gravur|widmung|torte|schleife) (?:mit (?:dem text|den worten)|mit)\b"
@@ -152,8 +151,7 @@ _FRAME_AFTER = regex.compile(
 # of someone the company employs, sends or hosts ("your porter", "el repartidor").
 _COMPLAINT = regex.compile(
     r"\b(?:report\w*|block\w*|ban(?:ned|ning)?|banea\w*|baneo|harass\w*|creep\w*|inappropriate|"
-    r"abus\w*|"
-    r"unsafe|scared|afraid|frightened|uncomfortable|police|threat\w*|stalk\w*|screenshots?|"
+    r"abus\w*|unsafe|scared|afraid|frightened|uncomfortable|police|threat\w*|stalk\w*|screenshots?|"
     r"conduct|permission|complain\w*|escalate|unacceptable|not ok|not okay|disgusting|"
     r"take action|remove (?:it|this|them|the)|bann\w*|rude|sexist|offensive|offended|"
     r"patroni[sz]\w*|condescending|on record|acceptable|appropriate|behaviou?r|someone else|"
