@@ -6,8 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import subprocess
-import sys
 from pathlib import Path
 
 from gateway.rules import segment
@@ -26,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
     ("ѕеnd", "send"),
     ("b1tch", "bitch"),
     ("$exy", "sexy"),
+    ("zorr@", "zorra"),
     ("sooo hottt", "so hot"),
     ("nu\u200bdes", "nudes"),
     ("ｎｕｄｅｓ", "nudes"),
@@ -63,10 +62,7 @@ def test_runs_that_are_not_several_words_stay_joined(written: str, seen: str) ->
 def test_shipped_word_list_is_what_the_committed_data_gives(tmp_path: Path) -> None:
     """gateway/rules/words.txt must be rebuilt whenever the training replies change."""
     built = tmp_path / "words.txt"
-    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
-                    "from gateway.rules.segment import write_word_list; "
-                    "write_word_list([Path(a) for a in sys.argv[2:]], Path(sys.argv[1]))",
-                    str(built), "tests/corpus/inbound", "rules/training"], cwd=ROOT, check=True)
+    segment.write_word_list([ROOT / "tests/corpus/inbound", ROOT / "rules/training"], built)
     assert built.read_text() == segment.WORDS_FILE.read_text()
 
 
@@ -93,7 +89,8 @@ _ASCII_PIECES = st.lists(st.sampled_from(
     list("abcxyzA") + list("01234579") + list("@$!|+") + list(".-_*~") + list(",'()#/") +
     [" ", "  ", "\n", "\r\n", "\r", "\t", "\x0b", "\x0c", "\x1c", "\x1f", "aaa", "s e x",
      "s.e.x", "s. e. x", "b1tch", "you.are", "hi_there", "x_y z", "sooo", "s e n d n u d e s",
-     "i l o v e y o u", "y o u a r e h o t", "s.e.n.d.n.u.d.e.s"]), max_size=40)
+     "i l o v e y o u", "y o u a r e h o t", "s.e.n.d.n.u.d.e.s", "zorr@", "a@", "@b"]),
+    max_size=40)
 
 
 @pytest.mark.skipif(fold_ascii is None, reason="gateway.rules._fold was not compiled "

@@ -66,7 +66,8 @@ static char leet_letter(char c) {
 }
 
 /* _LEET_NEIGHBOURS, then _LEET_WORD: every run of word characters that holds a letter has
- * its leet characters translated, up to its last \w character. In place. */
+ * its leet characters translated, up to its last \w character or a last "@" after a letter.
+ * In place. */
 static void fold_leet(char *s, Py_ssize_t n) {
     int any = 0;
     for (Py_ssize_t i = 0; i < n && !any; i++) {
@@ -87,7 +88,7 @@ static void fold_leet(char *s, Py_ssize_t n) {
         for (; i < n && in_leet_word(s[i]); i++) {
             if (is_letter(s[i]))
                 letter = 1;
-            if (is_word(s[i]))
+            if (is_word(s[i]) || (s[i] == '@' && i > start && is_letter(s[i - 1])))
                 last_word = i;
         }
         if (letter) {

@@ -58,9 +58,10 @@ LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"
 
 _NON_ASCII = regex.compile(r"[^\x00-\x7f]+")
 _INVISIBLE = regex.compile(r"[\p{Cf}\p{Mn}\p{Me}\u200b-\u200f\u2060-\u2064\ufeff\u00ad]+")
-# A word with at least one letter and at least one leet character inside it.
+# A word with at least one letter and at least one leet character inside it, up to its last
+# letter or digit, or a last "@" after a letter ("zorr@", "put@": an "a" that ends the word).
 _LEET_WORD = re.compile(r"(?<![\w@$!|+€])(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]*[0-9@$!|+€])"
-                           r"[\w@$!|+€]*[\w]")
+                        r"[\w@$!|+€]*(?:\w|(?<=[^\W\d_])@)")
 # Starts with the rare characters so the scan skips ahead quickly.
 _LEET_NEIGHBOURS = re.compile(r"[0-9@$!|+€](?:(?<=[a-z].)|(?=[a-z]))")
 # Two or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x", "s. e. x".

@@ -15,7 +15,6 @@ that uses it:
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import unicodedata
@@ -97,24 +96,11 @@ def load(path: Path = WORDS_FILE) -> Segmenter:
     return Segmenter(counts)
 
 
-def _texts(sources: Iterable[Path]) -> Iterator[str]:
-    """The replies of the training sources: .jsonl examples and .eml files (their text)."""
-    from gateway.rules.text import message_text
-
-    for source in sources:
-        files = sorted(source.rglob("*")) if source.is_dir() else [source]
-        for path in files:
-            if path.suffix == ".jsonl":
-                for line in path.read_text(encoding="utf-8").splitlines():
-                    if line.strip():
-                        yield json.loads(line)["text"]
-            elif path.suffix == ".eml":
-                for segment in message_text(path.read_bytes()).segments:
-                    yield segment.text
-
-
 def write_word_list(sources: Iterable[Path], path: Path = WORDS_FILE) -> int:
-    counts = count_words(_texts(sources))
+    """The word list of the replies `veil rules train` reads from the same sources."""
+    from gateway.rules.training import load_examples  # it normalises: imported only here
+
+    counts = count_words(example.text for example in load_examples(sources))
     path.write_text("".join(f"{word} {count}\n" for word, count in counts.items()),
                     encoding="utf-8")
     return len(counts)
