@@ -71,6 +71,13 @@ def test_numbers_and_codes_keep_their_digits(text: str) -> None:
     assert any(char.isdigit() for char in normalise(text).text)
 
 
+@pytest.mark.parametrize("text", ["vers 7h45", "um 17h30", "at 6pm", "at 1am", "the 3rd",
+                                  "2nd floor", "20kg box", "4g signal", "7hrs late"])
+def test_a_number_and_its_unit_is_not_leet(text: str) -> None:
+    """Times and quantities keep their digits: "7h45" is not the word "thas"."""
+    assert normalise(text).text == text.lower()
+
+
 def test_whitespace_of_any_kind_is_one_space() -> None:
     assert normalise("a \t\n  b\r\nc").text == "a b c"
 
@@ -89,7 +96,8 @@ _ASCII_PIECES = st.lists(st.sampled_from(
     list("abcxyzA") + list("01234579") + list("@$!|+") + list(".-_*~") + list(",'()#/") +
     [" ", "  ", "\n", "\r\n", "\r", "\t", "\x0b", "\x0c", "\x1c", "\x1f", "aaa", "s e x",
      "s.e.x", "s. e. x", "b1tch", "you.are", "hi_there", "x_y z", "sooo", "s e n d n u d e s",
-     "i l o v e y o u", "y o u a r e h o t", "s.e.n.d.n.u.d.e.s", "zorr@", "a@", "@b"]),
+     "i l o v e y o u", "y o u a r e h o t", "s.e.n.d.n.u.d.e.s", "zorr@", "a@", "@b",
+     "7h45", "17h", "7hrs", "7h4a", "6pm", "3rd", "20kg", "5ex", "4ss", "1d10t", "h"]),
     max_size=40)
 
 

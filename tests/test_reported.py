@@ -51,6 +51,17 @@ def verdict(body: str) -> str:
     "patronising and want it on record.",
     "A seller on your platform sent me this after I left a review: 'I know where you live, you "
     "stupid cow, delete it or else'. Please ban him.",
+    # The speaker named with an aside, verbs of blurting, and how it felt.
+    'The removal man, a tall guy called Dean I think, said "you\'d be prettier if you smiled, '
+    'love" when I asked about the boxes. I found it degrading.',
+    "Le livreur m'a sorti « t'es mignonne quand tu boudes, ma belle » devant mes enfants. Je me "
+    "suis sentie humiliée.",
+    'Cuando le pedí la factura, el operario me soltó "así calladita estás más guapa, preciosa". '
+    "Me pareció humillante.",
+    "Als ich nach dem Lieferschein fragte, sagte der Monteur: „Süße, lächeln steht dir "
+    "besser“. Ich fand das erniedrigend.",
+    "An der Kasse hat der junge Mitarbeiter zu meiner Tochter gesagt: „Mit dem Rock kannst du "
+    "gern öfter kommen, Süße.“ Sie war völlig verstört.",
 ])
 def test_a_report_that_quotes_the_harasser_is_delivered(report: str) -> None:
     assert verdict(report) == "deliver"

@@ -65,6 +65,32 @@ static char leet_letter(char c) {
     }
 }
 
+/* normalise.QUANTITY_UNITS: after a number, a unit and not leet ("7h45", "6pm", "20kg") */
+static const char *const quantity_units[] = {
+    "h", "am", "pm", "st", "nd", "rd", "th", "er", "re", "e", "eme", "o", "a", "min", "mins",
+    "hr", "hrs", "km", "kg", "gb", "mb", "tb", "cm", "mm", "ml", "kw", "kwh", "k", "m", "x", "s",
+    "g", "d", "p", NULL};
+
+/* normalise._QUANTITY: whether the run s[0:n] is digits and a unit, or digits "h" digits. */
+static int is_quantity(const char *s, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+        i++;
+    if (i == 0 || i == n)
+        return 0;
+    if (s[i] == 'h' && i + 1 < n) {
+        Py_ssize_t k = i + 1;
+        while (k < n && s[k] >= '0' && s[k] <= '9')
+            k++;
+        if (k == n)
+            return 1;
+    }
+    for (const char *const *unit = quantity_units; *unit; unit++)
+        if ((Py_ssize_t)strlen(*unit) == n - i && memcmp(*unit, s + i, n - i) == 0)
+            return 1;
+    return 0;
+}
+
 /* _LEET_NEIGHBOURS, then _LEET_WORD: every run of word characters that holds a letter has
  * its leet characters translated, up to its last \w character or a last "@" after a letter.
  * In place. */
@@ -91,7 +117,7 @@ static void fold_leet(char *s, Py_ssize_t n) {
             if (is_word(s[i]) || (s[i] == '@' && i > start && is_letter(s[i - 1])))
                 last_word = i;
         }
-        if (letter) {
+        if (letter && !is_quantity(s + start, i - start)) {
             for (Py_ssize_t k = start; k <= last_word; k++)
                 s[k] = leet_letter(s[k]);
         }

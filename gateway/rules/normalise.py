@@ -58,10 +58,16 @@ LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"
 
 _NON_ASCII = regex.compile(r"[^\x00-\x7f]+")
 _INVISIBLE = regex.compile(r"[\p{Cf}\p{Mn}\p{Me}\u200b-\u200f\u2060-\u2064\ufeff\u00ad]+")
+# A word that is a number and its unit is not leet: "7h45", "6pm", "2nd", "4g", "20kg".
+QUANTITY_UNITS = ("h", "am", "pm", "st", "nd", "rd", "th", "er", "re", "e", "eme", "o", "a",
+                  "min", "mins", "hr", "hrs", "km", "kg", "gb", "mb", "tb", "cm", "mm", "ml",
+                  "kw", "kwh", "k", "m", "x", "s", "g", "d", "p")
+_QUANTITY = (r"[0-9]+(?:h[0-9]+|%s)(?![\w@$!|+€])"
+             % "|".join(sorted(QUANTITY_UNITS, key=len, reverse=True)))
 # A word with at least one letter and at least one leet character inside it, up to its last
 # letter or digit, or a last "@" after a letter ("zorr@", "put@": an "a" that ends the word).
-_LEET_WORD = re.compile(r"(?<![\w@$!|+€])(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]*[0-9@$!|+€])"
-                        r"[\w@$!|+€]*(?:\w|(?<=[^\W\d_])@)")
+_LEET_WORD = re.compile(r"(?<![\w@$!|+€])(?!%s)(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]*[0-9@$!|+€])"
+                        r"[\w@$!|+€]*(?:\w|(?<=[^\W\d_])@)" % _QUANTITY)
 # Starts with the rare characters so the scan skips ahead quickly.
 _LEET_NEIGHBOURS = re.compile(r"[0-9@$!|+€](?:(?<=[a-z].)|(?=[a-z]))")
 # Two or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x", "s. e. x".
