@@ -67,7 +67,7 @@ _QUANTITY = (r"[0-9]+(?:h[0-9]+|%s)(?![\w@$!|+€])"
 # A word with at least one letter and at least one leet character inside it, up to its last
 # letter or digit, or a last "@" after a letter ("zorr@", "put@": an "a" that ends the word).
 _LEET_WORD = re.compile(r"(?<![\w@$!|+€])(?!%s)(?=[\w@$!|+€]*[a-z])(?=[\w@$!|+€]*[0-9@$!|+€])"
-                        r"[\w@$!|+€]*(?:\w|(?<=[^\W\d_])@)" % _QUANTITY)
+                        r"[\w@$!|+€]*(?:\w|(?<=[a-z])@)" % _QUANTITY)
 # Starts with the rare characters so the scan skips ahead quickly.
 _LEET_NEIGHBOURS = re.compile(r"[0-9@$!|+€](?:(?<=[a-z].)|(?=[a-z]))")
 # Two or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x", "s. e. x".
