@@ -163,7 +163,7 @@ _COMPLAINT = regex.compile(
     r"cctv|cameras?|camaras|security|seguridad|securite|sicherheit|attach\w*|adjunt\w*|"
     r"anhang|piece jointe|username|nombre de usuario|pseudo|taken? (?:it |them )?down|removed?|"
     r"delete|borra\w*|supprim\w*|losch\w*|expuls\w*|protect\w*|proteg\w*|schutz\w*|"
-    r"widerlich|vile|horrible|awful|asqueroso|degoutant|humiliat\w*|humill\w*|humili\w*|"
+    r"widerlich|vile|horrible|awful|asqueroso|degoutant|humili\w*|humill\w*|"
     r"erniedrig\w*|demutig\w*|verstort|ernst nehmen|plaindre|me plains|degrading|degradant\w*|"
     r"nick|nickname|gamertag|(?:user|player|gamer) ?tag|handle|"
     r"(?:do|haced|hagan|haga|faites|tun sie|tut) (?:something|algo|quelque chose|etwas)|"
