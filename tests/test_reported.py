@@ -62,6 +62,11 @@ def verdict(body: str) -> str:
     "besser“. Ich fand das erniedrigend.",
     "An der Kasse hat der junge Mitarbeiter zu meiner Tochter gesagt: „Mit dem Rock kannst du "
     "gern öfter kommen, Süße.“ Sie war völlig verstört.",
+    # One of several messages already spoken of; a name someone gave a network.
+    "My ex keeps sending me 1p transfers with notes. Yesterday's said \"answer me you ugly "
+    "cow\" and the latest one read \"I'm outside your work\". Please block him.",
+    'My neighbour renamed his wifi network to "KATE_IS_A_WHORE" and everyone in the block sees '
+    "it. I have reported him to the police.",
 ])
 def test_a_report_that_quotes_the_harasser_is_delivered(report: str) -> None:
     assert verdict(report) == "deliver"

@@ -62,6 +62,9 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"|\b(?:keeps?|kept|been) (?:messaging|texting|emailing|writing to|sending) (?:me|her|us)\b"
     r"|\b(?:messages?|texts?|things|comments?|stuff)(?: \w+){0,3} like\b|\bsaying\b"
     r"|\b(?:message|text|note|e-?mail|comment|review|reply|dm)s? (?:said|says|read|reads)\b"
+    # "today's said", "the last one read": one of several messages already spoken of.
+    r"|\b(?:today|yesterday|tonight|this morning|last night|the latest|the last|the first|"
+    r"another|the other|this one|that one)(?:'s| one| 's)? (?:said|says|read|reads)\b"
     r"|\b(?:note|message|text|letter|card|comment|review|post|e-?mail|dm|sms|voicemail|"
     r"whatsapp|mensaje|nota|texto|comentario|nachricht|notiz|kommentar|mot|commentaire)s? "
     r"(?:\w+ ){0,4}(?:saying|that said|that says|which said|reading|diciendo|"
@@ -122,6 +125,10 @@ _TEXT_FRAMES = regex.compile(_near_quote(
     r"|\b(?:gift |message |greeting )?(?:card|note|message|engraving|inscription|cake|ribbon|"
     r"tag)s? (?:that |which |to |should )?(?:says|saying|say|reads|reading|read|with the words)\b"
     r"|\b(?:engraved|printed|written|iced|embroidered) with\b"
+    # What someone named a network or an account: 'renamed his wifi to "LENA_IS_A_..."'.
+    r"|\b(?:wifi|wi-fi|wlan|network|ssid|hotspot|username|user name|display name|nickname|"
+    r"gamertag|profile name|account name|benutzername|nombre de usuario|pseudo)s? "
+    r"(?:\w+ ){0,3}(?:to|in|as|en|como|called|named|zu)?\s?"
     r"|\b(?:tarjeta|nota|dedicatoria|grabado|tarta) (?:que )?(?:diga|dice|ponga|pone|con)\b"
     r"|\b(?:karte|gravur|widmung|torte|schleife) (?:mit (?:dem text|den worten)|mit)\b"
     r"|\b(?:carte|mot|gravure|dedicace|gateau) (?:qui dit|disant|avec)\b"
