@@ -67,6 +67,8 @@ def verdict(body: str) -> str:
     "cow\" and the latest one read \"I'm outside your work\". Please block him.",
     'My neighbour renamed his wifi network to "KATE_IS_A_WHORE" and everyone in the block sees '
     "it. I have reported him to the police.",
+    'The fitter said "all alone at home, sweetheart?" at the door and later, when I signed the '
+    'delivery note: "for you I would work overtime, gorgeous". Please speak to him.',
 ])
 def test_a_report_that_quotes_the_harasser_is_delivered(report: str) -> None:
     assert verdict(report) == "deliver"

@@ -28,7 +28,8 @@ FRAME_GAP = 40     # characters at most between the end of the frame ("he wrote"
                    # quotation: "he wrote in the app chat: first '...'"
 # A quotation that follows someone's reported words within the same sentence, a few words
 # between, is reported too: '"zorra", "sé dónde vives"', '"...", then "...", and last night "..."'.
-_LIST_GLUE = regex.compile(r"[^.!?\n\"“”„«»]{0,40}")
+# Or a longer stretch that ends in a colon: '„...“ und später, als ich unterschrieb: „...“'.
+_LIST_GLUE = regex.compile(r"[^.!?\n\"“”„«»]{0,40}|[^.!?\n\"“”„«»]{0,100}:\s?")
 
 _OPENING = {'"': '"', "“": "”", "”": "”", "„": "“", "«": "»", "»": "«"}
 # A single quote opens a quotation where it starts a word (_opens) and closes one where it ends
