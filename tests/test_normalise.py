@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pathlib import Path
 
 from gateway.rules import segment
-from gateway.rules.normalise import _ascii_steps, _fast, fold_ascii, normalise
+from gateway.rules.normalise import QUANTITY_UNITS, _ascii_steps, _fast, fold_ascii, normalise
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,6 +119,15 @@ def test_compiled_ascii_steps_are_the_regular_expressions(pieces: list[str]) -> 
                                   "a_ " * 100 + "ab", "a " * 100, "x.y " * 70])
 def test_compiled_ascii_steps_on_edges(text: str) -> None:
     assert fold_ascii(text) == _ascii_steps(text, _fast, [])[0]
+
+
+@pytest.mark.skipif(fold_ascii is None, reason="gateway.rules._fold was not compiled")
+@pytest.mark.parametrize("unit", QUANTITY_UNITS)
+def test_compiled_step_knows_every_quantity_unit(unit: str) -> None:
+    """_fold.c keeps its own copy of QUANTITY_UNITS: both must read each unit alike."""
+    text = f"b1tch 7{unit} 7{unit}x"
+    assert fold_ascii(text) == _ascii_steps(text, _fast, [])[0]
+    assert f" 7{unit} " in fold_ascii(text)
 
 
 def test_compiled_ascii_steps_refuse_other_text() -> None:

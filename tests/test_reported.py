@@ -94,6 +94,8 @@ def test_pasted_copy_and_what_an_app_shows_are_not_the_customer_s_words(copy: st
     'I showed your photo to my brother and he said "wow she is hot, get her number".',
     # Outside the quotation, the sender's own words still count.
     'The app says "we could not verify your photo", so send me one of you in a bikini instead.',
+    # A name he gives a network or an account is his own words unless the message is a report.
+    'I renamed my wifi network to "SEXY_HANNAH_SEND_NUDES" so you think of me every time.',
 ])
 def test_quoting_does_not_hide_the_sender_s_own_harassment(harassment: str) -> None:
     assert verdict(harassment) == "quarantine"

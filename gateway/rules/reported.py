@@ -110,6 +110,10 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     # "has now said to me twice": said to someone, whoever the speaker.
     r"|\b(?:said|says|say|wrote|writes|texted|shouted|whispered|yelled|commented|remarked) "
     r"(?:to|at) (?:me|her|us|my \w+)\b|\bhas (?:now |also |again |just )?(?:said|written)\b"
+    # What someone named a network or an account: 'renamed his wifi network to "KATE_IS_A_..."'.
+    r"|\b(?:wifi|wi-fi|wlan|network|ssid|hotspot|username|user name|display name|nickname|"
+    r"gamertag|profile name|account name|benutzername|nombre de usuario|pseudo)s? "
+    r"(?:\w+ ){0,2}(?:to|in|as|en|como|zu|called|named|is|was|ist|es|est)\s?"
     # Words the customer was moderated for: 'banned for typing "..."', "por escribir".
     r"|\b(?:for|por|pour) (?:writing|typing|saying|posting|sending|escribir|decir|poner|"
     r"publicar|avoir (?:ecrit|dit|tape|mis|poste|envoye))\b"
@@ -126,10 +130,6 @@ _TEXT_FRAMES = regex.compile(_near_quote(
     r"|\b(?:gift |message |greeting )?(?:card|note|message|engraving|inscription|cake|ribbon|"
     r"tag)s? (?:that |which |to |should )?(?:says|saying|say|reads|reading|read|with the words)\b"
     r"|\b(?:engraved|printed|written|iced|embroidered) with\b"
-    # What someone named a network or an account: 'renamed his wifi to "LENA_IS_A_..."'.
-    r"|\b(?:wifi|wi-fi|wlan|network|ssid|hotspot|username|user name|display name|nickname|"
-    r"gamertag|profile name|account name|benutzername|nombre de usuario|pseudo)s? "
-    r"(?:\w+ ){0,3}(?:to|in|as|en|como|called|named|zu)?\s?"
     r"|\b(?:tarjeta|nota|dedicatoria|grabado|tarta) (?:que )?(?:diga|dice|ponga|pone|con)\b"
     r"|\b(?:karte|gravur|widmung|torte|schleife) (?:mit (?:dem text|den worten)|mit)\b"
     r"|\b(?:carte|mot|gravure|dedicace|gateau) (?:qui dit|disant|avec)\b"
@@ -208,7 +208,8 @@ _COMPLAINT = regex.compile(
     r"capturas?|queja|captures? d'ecran|plainte|bildschirmfotos?|beschwer\w*|asustad\w*|"
     r"denunci\w*|bloqu\w*|acos\w*|policia|incomod\w*|miedo|amenaz\w*|"
     r"signal\w*|harcel\w*|peur|mal a l'aise|menac\w*|"
-    r"meld\w*|sperr\w*|belastig\w*|polizei|angst|unangenehm|bedroh\w*)")
+    r"meld\w*|sperr\w*|belastig\w*|polizei|(?:straf)?anzeige erstatt\w*|strafanzeige|angst|"
+    r"unangenehm|bedroh\w*)")
 
 
 def reported_spans(text: str) -> list[tuple[int, int]]:
