@@ -69,6 +69,10 @@ def verdict(body: str) -> str:
     "it. I have reported him to the police.",
     'The fitter said "all alone at home, sweetheart?" at the door and later, when I signed the '
     'delivery note: "for you I would work overtime, gorgeous". Please speak to him.',
+    # Payment references used to send words, one quotation a line.
+    "My ex sends me 1p transfers. Some of the references from the last week:\n\n"
+    '"YOU WILL REGRET THIS"\n"ANSWER ME SLAG"\n"I KNOW WHERE U WORK"\n\n'
+    "I've reported him to the police. Please block payments from his account.",
 ])
 def test_a_report_that_quotes_the_harasser_is_delivered(report: str) -> None:
     assert verdict(report) == "deliver"

@@ -395,7 +395,7 @@ class RuleSet:
     def _excepted(rule: Rule, text: str, start: int, end: int) -> bool:
         if not rule.unless:
             return False
-        low, high = max(0, start - WINDOW // 2), min(len(text), end + WINDOW // 2)
+        low, high = max(0, start - WINDOW), min(len(text), end + WINDOW)
         window = text[low:high]
         for pattern in rule.unless:
             try:

@@ -51,6 +51,7 @@ EMOJI_WORDS = {
     "\U0001f618": "kisses", "\U0001f617": "kisses", "\U0001f61a": "kisses", "\U0001f619": "kisses",
     "\U0001f60d": "love", "\U0001f970": "love", "\U0001f63b": "love", "\U0001f445": "lick",
     "\U0001f346": "dick", "\U0001f351": "ass", "\U0001f4a6": "cum", "\U0001f975": "hot",
+    "\U0001f48d": "ring", "\U0001f48f": "kisses", "\U0001f491": "couple",
 }
 _EMOJI = regex.compile("|".join(sorted(EMOJI_WORDS)))
 LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b",

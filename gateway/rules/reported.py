@@ -75,6 +75,8 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"replied|shouted|yelled)\b"
     # "his last message:", "me está escribiendo mensajes ...:": a colon right before the quote.
     r"|\b(?:messages?|mensajes?|nachrichten?|texts?|sms|words|mots?|notes?|notas?|notiz|"
+    # A payment's reference used to send words: "the references from the last week:".
+    r"(?:payment )?references?|referencias?|verwendungszwecke?|libelles?|"
     r"palabras|worte|comments?|commente|comenta|kommentiert|wrote|writing|texting|sent|said|"
     r"told|escribiendo|escribio|escrito|dicho|ecrit|schreibt|schrieb|sagte|sagt|meinte|rief|"
     r"fragte|solto|lanzo|lance)\b[^\"“”„«»]{0,80}:\s?$"
