@@ -51,9 +51,15 @@ def bind(address: HostPort) -> socket.socket:
     return sock
 
 
-def validate_for_serving(config: Config) -> dict[str, Any]:
-    """Everything `serve` needs, loaded and checked; raises ConfigError with the fix."""
+def validate_for_serving(config: Config, *, create_keys: bool = True) -> dict[str, Any]:
+    """Everything `serve` needs, loaded and checked; raises ConfigError with the fix.
+
+    With `create_keys`, a missing message-id key is made (`serve` calls this in the parent,
+    before forking, so every worker holds the same key); without, an existing one is only
+    checked and "message_id_key" is None when there is none yet."""
     from gateway.auth.dkim import load_signer
+    from gateway.identity.message_ids import (MessageIdKey, ensure_message_id_key,
+                                              load_message_id_key)
     from gateway.rules.engine import RuleError, load_ruleset
 
     directory = load_directory(config.directory_path)
@@ -74,7 +80,14 @@ def validate_for_serving(config: Config) -> dict[str, Any]:
     if config.outbound.auth_users is not None:
         from gateway.smtpauth import load_users
         load_users(config.outbound.auth_users)
-    return {"directory": directory, "signer": signer, "ruleset": ruleset}
+    key_path = config.outbound.message_id_key
+    message_id_key: MessageIdKey | None
+    if create_keys:
+        message_id_key = ensure_message_id_key(key_path)
+    else:
+        message_id_key = load_message_id_key(key_path) if key_path.exists() else None
+    return {"directory": directory, "signer": signer, "ruleset": ruleset,
+            "message_id_key": message_id_key}
 
 
 def tls_context(cert: Any, key: Any) -> ssl.SSLContext:
@@ -153,8 +166,8 @@ async def _worker(config: Config, loaded: dict[str, Any], listeners: Listeners,
 
     store = QuarantineStore.open(config.quarantine.database)
     services = Services(config=config, directory=loaded["directory"], store=store,
-                        signer=loaded["signer"], ruleset=loaded["ruleset"],
-                        dkim_lookup=dns_txt_resolver())
+                        message_id_key=loaded["message_id_key"], signer=loaded["signer"],
+                        ruleset=loaded["ruleset"], dkim_lookup=dns_txt_resolver())
     first = index == 0
     loop = asyncio.get_running_loop()
     servers = [

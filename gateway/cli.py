@@ -35,7 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _config_check(args: argparse.Namespace) -> int:
     from gateway.app import validate_for_serving
     config = load_config(args.config)
-    loaded = validate_for_serving(config)
+    loaded = validate_for_serving(config, create_keys=False)  # a check writes nothing
     print(f"{config.path}: ok ({len(loaded['directory'].agents)} agents, "
           f"{len(loaded['ruleset'].rules)} rules)")
     return 0
@@ -43,12 +43,18 @@ def _config_check(args: argparse.Namespace) -> int:
 
 def _rewrite(args: argparse.Namespace) -> int:
     from gateway.auth.dkim import load_signer
+    from gateway.identity.message_ids import MessageIdKey, load_message_id_key
     from gateway.identity.rewrite import identify_agent
     from gateway.outbound import Send, prepare_outbound
 
     config = load_config(args.config)
     directory = load_directory(config.directory_path)
     signer = load_signer(config.dkim)
+    key_path = config.outbound.message_id_key
+    # The shared key when there is one, so the preview shows the Message-ID `serve` sends. A
+    # preview writes no secret (perhaps as another user than `serve`'s): before the first
+    # start there is none, and a throwaway key stands in; only the tokens differ.
+    id_key = load_message_id_key(key_path) if key_path.exists() else MessageIdKey.random()
     raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     mail_from = args.mail_from
     if mail_from is None:
@@ -57,7 +63,8 @@ def _rewrite(args: argparse.Namespace) -> int:
     envelope = Envelope(mail_from=mail_from, rcpt_tos=())
     # `rewrite` previews a refusal rather than holding: "hold" would keep it for review.
     plan = prepare_outbound(raw, envelope, directory, signer,
-                            replace(config.outbound, on_leak="reject"), config.dkim.domain)
+                            replace(config.outbound, on_leak="reject"), config.dkim.domain,
+                            id_key)
     if isinstance(plan, Refused):
         print(f"veil rewrite: refused: {plan.reason}", file=sys.stderr)
         return EXIT_REFUSED

@@ -111,6 +111,7 @@ class OutboundConfig:
     tls_key: Path | None = None
     tls: str = "none"
     internal_domains: tuple[str, ...] = ()
+    message_id_key: Path = Path("var/message-id.key")
 
 
 @dataclass(frozen=True)
@@ -290,6 +291,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Key]]] = {
         "tls_key": _Key(_string, path=True),
         "tls": _Key(_choice("none", "opportunistic", "required")),
         "internal_domains": _Key(_domains),
+        "message_id_key": _Key(_string, path=True),
     }),
     "inbound": (InboundConfig, {
         "listen": _Key(_host_port),
@@ -362,7 +364,7 @@ def _section(file: Path, data: dict[str, Any], name: str) -> Any:
         default = getattr(cls(), "next_hop")
         values["next_hop"] = "spool:" + str(_resolve(file.absolute().parent,
                                                      default[len("spool:"):]))
-    for path_key in ("private_key", "database"):
+    for path_key in ("private_key", "database", "message_id_key"):
         if path_key in keys and path_key not in values:
             values[path_key] = _resolve(file.absolute().parent, getattr(cls(), path_key))
     if name == "rules" and "paths" not in values:
@@ -371,7 +373,8 @@ def _section(file: Path, data: dict[str, Any], name: str) -> Any:
 
 
 def load_config(path: Path | str = "config.toml") -> Config:
-    """Read and validate a config file. Does not need the DKIM key or database to exist."""
+    """Read and validate a config file. Does not need the DKIM key, the message-id key or the
+    database to exist."""
     file = Path(path)
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))

@@ -13,7 +13,8 @@ from gateway.config import Directory
 from gateway.envelope import Envelope
 
 _THREAD_HEADER = re.compile(rb"^(in-reply-to|references):", re.IGNORECASE)
-_MESSAGE_ID = re.compile(rb"<[^<>\s]{1,500}>")
+# Up to a whole line's worth: sealed replacement ids run to 900 characters (message_ids.py).
+_MESSAGE_ID = re.compile(rb"<[^<>\s]{1,996}>")
 
 
 def route(envelope: Envelope, directory: Directory) -> Envelope:
@@ -48,28 +49,36 @@ def header_fields(head: bytes) -> list[bytes]:
     return fields
 
 
+def _text(message_id: bytes) -> str:
+    # surrogateescape: an 8-bit id keeps its bytes through the look-up and back.
+    return message_id.decode("utf-8", "surrogateescape")
+
+
 def thread_ids(message: bytes) -> tuple[str, ...]:
     """Message-IDs named in In-Reply-To and References."""
     head, _ = split_head(message)
     found: list[str] = []
     for field in header_fields(head):
         if _THREAD_HEADER.match(field):
-            found.extend(m.decode("ascii", "replace") for m in _MESSAGE_ID.findall(field))
+            found.extend(_text(m) for m in _MESSAGE_ID.findall(field))
     return tuple(dict.fromkeys(found))
 
 
 def restore_threading(message: bytes, originals: dict[str, str]) -> bytes:
-    """Put back the original Message-IDs in In-Reply-To and References."""
+    """Put back the original Message-IDs in In-Reply-To and References; every other id stays
+    byte for byte."""
     if not originals:
         return message
+
+    def original(match: re.Match[bytes]) -> bytes:
+        found = originals.get(_text(match.group()))
+        return match.group() if found is None else found.encode("utf-8", "surrogateescape")
+
     head, body = split_head(message)
     fields = header_fields(head)
     for index, field in enumerate(fields):
         if _THREAD_HEADER.match(field):
-            fields[index] = _MESSAGE_ID.sub(
-                lambda m: originals.get(m.group().decode("ascii", "replace"),
-                                        m.group().decode("ascii", "replace")).encode("ascii"),
-                field)
+            fields[index] = _MESSAGE_ID.sub(original, field)
     return b"".join(fields) + body
 
 

@@ -12,12 +12,11 @@ from typing import Protocol
 from gateway.config import Directory, OutboundConfig
 from gateway.envelope import Envelope, Refused
 from gateway.identity.leaks import Leak, leaks_in
+from gateway.identity.message_ids import MessageIdKey
 from gateway.identity.rewrite import rewrite
 
 
 class MessageSigner(Protocol):
-    id_key: bytes  # a secret of the signer's, which also keys replacement Message-IDs
-
     def sign(self, message: bytes) -> bytes: ...
 
 
@@ -28,7 +27,6 @@ class Send:
     message: bytes
     envelope: Envelope
     agent_alias: str
-    message_ids: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -46,12 +44,13 @@ def describe_leaks(leaks: tuple[Leak, ...]) -> str:
 
 
 def prepare_outbound(raw: bytes, envelope: Envelope, directory: Directory,
-                     signer: MessageSigner, policy: OutboundConfig,
-                     id_domain: str) -> Send | HoldLeak | Refused:
-    """Every outbound message goes through here, in this order; DKIM signing is last."""
+                     signer: MessageSigner, policy: OutboundConfig, id_domain: str,
+                     id_key: MessageIdKey) -> Send | HoldLeak | Refused:
+    """Every outbound message goes through here, in this order; DKIM signing is last.
+    Internal Message-IDs leave sealed under `id_key` as `<token@id_domain>`: nothing to store."""
     rewritten = rewrite(raw, envelope.mail_from, directory,
                         internal_domains=policy.internal_domains, id_domain=id_domain,
-                        id_key=signer.id_key)
+                        id_key=id_key)
     if rewritten.agent is None and policy.unknown_sender == "reject":
         return Refused("sender is not a known agent", 550, "5.7.1")
     alias = rewritten.agent.alias_name if rewritten.agent else ""
@@ -62,5 +61,4 @@ def prepare_outbound(raw: bytes, envelope: Envelope, directory: Directory,
             return HoldLeak(leaks, alias, reason)
         return Refused(reason, 550, "5.7.0")
     signed = signer.sign(rewritten.message)
-    return Send(signed, replace(envelope, mail_from=rewritten.mail_from), alias,
-                rewritten.message_ids)
+    return Send(signed, replace(envelope, mail_from=rewritten.mail_from), alias)

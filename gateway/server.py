@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable
 
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
 
@@ -26,6 +26,7 @@ from gateway.config import Config, Directory
 from gateway.dsn import failure_notice
 from gateway.envelope import Envelope, Outcome, Quarantined, Refused, Relayed, Retry
 from gateway.eventlog import log_message
+from gateway.identity.message_ids import MessageIdKey
 from gateway.outbound import HoldLeak, MessageSigner, prepare_outbound
 from gateway.quarantine.store import QuarantineStore, StoreUnavailable
 from gateway.relay import deliver
@@ -50,55 +51,11 @@ class Services:
     config: Config
     directory: Directory
     store: QuarantineStore
+    message_id_key: MessageIdKey  # seals replacement Message-IDs; one key for every worker
     signer: MessageSigner | None = None
     ruleset: RuleSet | None = None
     dkim_lookup: DnsTxtLookup | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
-
-
-class GroupedWrites:
-    """Writes of messages that finish together, done in one call (one transaction).
-
-    Every caller still returns only once its own pairs are written, and a failed write fails
-    every caller it held; while one write runs in a thread, the pairs that arrive meanwhile
-    wait for the next, so under load there is one transaction and one thread hop per group
-    rather than per message."""
-
-    def __init__(self, write: Callable[[Sequence[tuple[str, str]]], None]) -> None:
-        self._write = write
-        self._pending: list[tuple[str, str]] = []
-        self._waiting: list[asyncio.Future[None]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def write(self, pairs: Sequence[tuple[str, str]]) -> None:
-        written = asyncio.get_running_loop().create_future()
-        self._pending.extend(pairs)
-        self._waiting.append(written)
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_pending())
-        await written
-
-    async def _write_pending(self) -> None:
-        try:
-            while self._waiting:
-                pairs, waiting = self._pending, self._waiting
-                self._pending, self._waiting = [], []
-                try:
-                    await asyncio.to_thread(self._write, pairs)
-                except asyncio.CancelledError:
-                    for written in waiting:
-                        written.cancel()
-                    raise
-                except Exception as error:
-                    for written in waiting:
-                        if not written.done():
-                            written.set_exception(error)
-                else:
-                    for written in waiting:
-                        if not written.done():
-                            written.set_result(None)
-        finally:
-            self._writer = None
 
 
 def _sender(address: str) -> str:
@@ -211,10 +168,6 @@ class OutboundHandler(_Handler):
 
     direction = "outbound"
 
-    def __init__(self, services: Services) -> None:
-        super().__init__(services)
-        self.message_ids = GroupedWrites(services.store.remember_message_ids)
-
     def client_allowed(self, session: Session) -> bool:
         if session.authenticated:
             return True
@@ -240,7 +193,8 @@ class OutboundHandler(_Handler):
         if services.signer is None:
             return Retry("no DKIM key loaded", 451, "4.3.0"), {}
         plan = await _cpu(prepare_outbound, len(raw), raw, envelope, services.directory,
-                          services.signer, self.config.outbound, self.config.dkim.domain)
+                          services.signer, self.config.outbound, self.config.dkim.domain,
+                          services.message_id_key)
         if isinstance(plan, Refused):
             return plan, {"verdict": "refused"}
         if isinstance(plan, HoldLeak):
@@ -251,8 +205,6 @@ class OutboundHandler(_Handler):
                 reason=plan.reason, agent_alias=plan.agent_alias)
             return Quarantined(held, plan.reason), {"verdict": "held", "agent": plan.agent_alias,
                                                     "quarantine_id": held}
-        if plan.message_ids:
-            await self.message_ids.write(plan.message_ids)
         outcome = await deliver(self.config.outbound.next_hop, plan.envelope, plan.message,
                                 tls=self.config.outbound.tls)
         details = {"verdict": "relayed" if isinstance(outcome, Relayed) else _kind(outcome),
@@ -309,13 +261,8 @@ class InboundHandler(_Handler):
         blocked = bool(sender) and await asyncio.to_thread(services.store.is_blocked, sender)
         if verdict.action == "quarantine" or blocked:
             return await self.quarantine(message, envelope, verdict, auth_header, blocked)
-        originals: dict[str, str] = {}
-        for message_id in inbound.thread_ids(message):
-            original = await asyncio.to_thread(services.store.original_message_id, message_id)
-            if original:
-                originals[message_id] = original
         delivered = inbound.with_trace_headers(
-            inbound.restore_threading(message, originals),
+            inbound.restore_threading(message, await self.thread_originals(message)),
             [("Authentication-Results", auth_header.split(":", 1)[1].strip()),
              ("X-Veil-Verdict", f"deliver; score={verdict.score:g}")])
         routed = inbound.route(envelope, services.directory)
@@ -326,6 +273,20 @@ class InboundHandler(_Handler):
                                    else _kind(outcome), "score": verdict.score,
                                    "relay_failed": not isinstance(outcome, Relayed),
                                    "next_hop": _next_hop_summary(outcome)}
+
+    async def thread_originals(self, message: bytes) -> dict[str, str]:
+        """The internal id behind each replacement named in In-Reply-To and References: opened
+        from the id itself, else (a mapping written before ids were sealed) from the store."""
+        key, id_domain = self.services.message_id_key, self.config.dkim.domain
+        originals: dict[str, str] = {}
+        for message_id in inbound.thread_ids(message):
+            original = key.original_id(message_id, id_domain)
+            if original is None:
+                original = await asyncio.to_thread(self.services.store.original_message_id,
+                                                   message_id)
+            if original:
+                originals[message_id] = original
+        return originals
 
     async def quarantine(self, message: bytes, envelope: Envelope, verdict: Verdict,
                          auth_header: str, blocked: bool) -> tuple[Outcome, dict[str, Any]]:

@@ -1,5 +1,6 @@
 """A gateway running in the test's event loop: real listeners on loopback port 0, a real
-quarantine store in a temp folder, a real DKIM key, and DNS answered from a dict."""
+quarantine store in a temp folder, a real DKIM key, a message-id key made as `serve` makes it,
+and DNS answered from a dict."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from conftest import write_config
 
 from gateway.auth.dkim import generate_key, load_signer
 from gateway.config import Config, load_config, load_directory
+from gateway.identity.message_ids import ensure_message_id_key
 from gateway.quarantine.store import QuarantineStore
 from gateway.rules.engine import load_ruleset
 from gateway.server import InboundHandler, OutboundHandler, Services, smtp_factory
@@ -73,7 +75,8 @@ class RunningGateway:
 
 async def start_gateway(folder: Path, **sections: dict[str, Any]) -> RunningGateway:
     config = load_config(write_config(folder, **sections))
-    generate_key(config.dkim.private_key)
+    if not config.dkim.private_key.exists():  # a gateway restarted in the same folder keeps it
+        generate_key(config.dkim.private_key)
     dns = {"veil._domainkey.support.example": public_key_record(config.dkim.private_key)}
 
     async def lookup(name: str) -> str | None:
@@ -83,6 +86,7 @@ async def start_gateway(folder: Path, **sections: dict[str, Any]) -> RunningGate
         config=config,
         directory=load_directory(config.directory_path),
         store=QuarantineStore.open(config.quarantine.database),
+        message_id_key=ensure_message_id_key(config.outbound.message_id_key),
         signer=load_signer(config.dkim),
         ruleset=load_ruleset(config.rules.paths),
         dkim_lookup=lookup,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 import json
 import os
 import signal
@@ -164,6 +165,38 @@ def test_workers_share_connections_and_no_second_veil_takes_the_port(tmp_path: P
     handled_by = Counter(line["pid"] for line in lines if line.get("event") == "message")
     # All 16 were open at once: the worker holding fewer took each, so they split evenly.
     assert len(handled_by) == 2 and max(handled_by.values()) <= 9, handled_by
+    # One key, made by the parent before it forked: both workers gave the same replacement.
+    spooled = {email.message_from_bytes(eml.read_bytes())["Message-ID"]
+               for eml in (tmp_path / "outbox").glob("*.eml")}
+    assert len(spooled) == 1 and "helpdesk" not in spooled.pop()
+    assert len((tmp_path / "var" / "message-id.key").read_bytes()) == 64
+
+
+def test_serve_refuses_a_message_id_key_of_the_wrong_size(tmp_path: Path) -> None:
+    config = configured(tmp_path)
+    key = tmp_path / "var" / "message-id.key"
+    key.parent.mkdir()
+    key.write_bytes(b"0123456789abcdef" * 2)
+    result = veil("serve", "--config", str(config))
+    assert result.returncode == 2
+    assert str(key).encode() in result.stderr and b"outbound.message_id_key" in result.stderr
+    assert b"32 bytes" in result.stderr
+    assert veil("config", "check", "--config", str(config)).returncode == 2
+
+
+def test_check_and_preview_write_no_key_and_the_preview_uses_the_one_there(
+        tmp_path: Path) -> None:
+    config = configured(tmp_path)
+    key = tmp_path / "var" / "message-id.key"
+    assert veil("config", "check", "--config", str(config)).returncode == 0
+    fresh = veil("rewrite", "--config", str(config), "-", stdin=AGENT_MAIL)
+    assert fresh.returncode == 0, fresh.stderr
+    assert b"Message-ID: <" in fresh.stdout and b"helpdesk" not in fresh.stdout
+    assert not key.exists()
+    from gateway.identity.message_ids import ensure_message_id_key
+    public = ensure_message_id_key(key).public_id("<1@helpdesk.corp.example>", "support.example")
+    preview = veil("rewrite", "--config", str(config), "-", stdin=AGENT_MAIL)
+    assert f"Message-ID: {public}\r\n".encode() in preview.stdout
 
 
 def test_serve_refuses_to_start_on_a_bad_directory(tmp_path: Path) -> None:

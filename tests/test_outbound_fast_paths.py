@@ -11,6 +11,7 @@ from gateway.auth.dkim import Signer, generate_key
 from gateway.config import OutboundConfig, load_directory
 from gateway.envelope import Envelope, Refused
 from gateway.identity.leaks import leaks_in
+from gateway.identity.message_ids import MessageIdKey
 from gateway.identity.rewrite import rewrite
 from gateway.outbound import Send, prepare_outbound
 
@@ -36,7 +37,7 @@ def signer(tmp_path_factory: pytest.TempPathFactory) -> Signer:
 
 def send(raw: bytes, signer: Signer) -> Send | object:
     return prepare_outbound(raw, Envelope("jane.doe@corp.example", ("c@example.net",)),
-                            DIRECTORY, signer, POLICY, "support.example")
+                            DIRECTORY, signer, POLICY, "support.example", MessageIdKey.random())
 
 
 def test_a_leak_in_a_part_passed_through_is_caught_every_time(signer: Signer) -> None:

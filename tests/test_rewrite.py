@@ -14,6 +14,7 @@ import pytest
 from conftest_identity import CORPUS, contains_word, corpus_directory, decoded_view
 
 from gateway.identity.leaks import leaks_in
+from gateway.identity.message_ids import MessageIdKey
 from gateway.identity.rewrite import identify_agent, rewrite
 from gateway.mime import parse
 
@@ -330,17 +331,22 @@ def test_percent_encoded_identity_in_links() -> None:
     assert "Hello%20from%20Alex%20Morgan" in decoded_view(message)
 
 
-def test_replacement_ids_are_keyed_hashes_of_the_internal_ones() -> None:
+def test_replacement_ids_are_the_internal_ones_sealed() -> None:
     raw = (b"From: Jane Doe <jane.doe@corp.example>\r\nTo: c@example.net\r\n"
            b"Message-ID: <77@helpdesk.corp.example>\r\nReferences: <c1@example.net>\r\n"
            b" <76@helpdesk.corp.example>\r\n\r\nHello\r\n")
+    k1, k2 = MessageIdKey.random(), MessageIdKey.random()
 
-    def ids(key: bytes) -> tuple[tuple[str, str], ...]:
+    def ids(key: MessageIdKey) -> tuple[tuple[str, str], ...]:
         return rewrite(raw, "", DIRECTORY, internal_domains=INTERNAL,
                        id_domain="support.example", id_key=key).message_ids
 
-    assert ids(b"k1") == ids(b"k1")  # the same thread, the same public ids, every time
-    assert {new for new, _ in ids(b"k1")}.isdisjoint(new for new, _ in ids(b"k2"))
-    assert sorted(original for _, original in ids(b"k1")) == ["<76@helpdesk.corp.example>",
-                                                             "<77@helpdesk.corp.example>"]
-    assert all(new.endswith("@support.example>") for new, _ in ids(b"k1"))
+    assert ids(k1) == ids(k1)  # the same thread, the same public ids, every time
+    assert len({new for new, _ in ids(k1)}) == 2  # two internal ids, two replacements
+    assert {new for new, _ in ids(k1)}.isdisjoint(new for new, _ in ids(k2))
+    assert sorted(original for _, original in ids(k1)) == ["<76@helpdesk.corp.example>",
+                                                           "<77@helpdesk.corp.example>"]
+    for new, original in ids(k1):
+        assert re.fullmatch(r"<[a-z2-7]+@support\.example>", new), new
+        assert k1.original_id(new, "support.example") == original
+        assert k2.original_id(new, "support.example") is None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import email
+import re
 import socket
+import sqlite3
 from dataclasses import replace
 from email import policy
 from pathlib import Path
@@ -16,8 +17,9 @@ from conftest import Sink, SinkHandler, start_sink
 from harness import RunningGateway, send_through, start_gateway, with_policy
 
 from gateway.identity.leaks import leaks_in
+from gateway.identity.message_ids import MessageIdKey
 from gateway.quarantine.store import StoreUnavailable
-from gateway.server import GroupedWrites, Services
+from gateway.server import Services
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "outbound"
 AGENT_MAIL = (
@@ -256,8 +258,6 @@ async def test_null_sender_bounce_is_relayed(gateway: RunningGateway, relay_sink
 
 
 class BrokenSigner:
-    id_key = b"key"
-
     def sign(self, message: bytes) -> bytes:
         raise RuntimeError("signing bug")
 
@@ -269,58 +269,154 @@ async def test_our_own_bug_answers_451_not_a_bounce(gateway: RunningGateway,
     assert relay_sink.messages == []
 
 
-async def test_message_id_mapping_is_written_before_250(gateway: RunningGateway,
-                                                         relay_sink: Sink) -> None:
+def stored_mappings(gateway: RunningGateway) -> int:
+    with sqlite3.connect(gateway.config.quarantine.database) as database:
+        return int(database.execute("SELECT count(*) FROM message_ids").fetchone()[0])
+
+
+async def test_the_replacement_id_is_the_original_sealed_and_nothing_is_stored(
+        gateway: RunningGateway, relay_sink: Sink) -> None:
     code, _ = await gateway.send_outbound("jane.doe@corp.example", ["customer@example.net"],
                                           AGENT_MAIL)
     assert code == 250
     sent = email.message_from_bytes(relay_sink.messages[0].data, policy=policy.default)
     new = sent["Message-ID"].strip()
-    assert gateway.services.store.original_message_id(new) == \
+    assert re.fullmatch(r"<[a-z2-7]+@support\.example>", new), new
+    assert gateway.services.message_id_key.original_id(new, "support.example") == \
         "<1234.5678@helpdesk.corp.example>"
+    assert stored_mappings(gateway) == 0
 
 
 class UnwritableStore:
     def __init__(self, store: object) -> None:
         self.store = store
 
-    def remember_message_ids(self, pairs: object) -> None:
+    def hold(self, *args: object, **kwargs: object) -> None:
         raise StoreUnavailable("database is locked")
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)
 
 
-async def test_message_id_mapping_not_written_answers_451(gateway: RunningGateway,
-                                                          relay_sink: Sink) -> None:
+async def test_outbound_mail_does_not_wait_on_the_store(gateway: RunningGateway,
+                                                        relay_sink: Sink) -> None:
     services = replace(gateway.services, store=UnwritableStore(gateway.services.store))
     code, _ = await send_agent_mail(services, gateway)  # type: ignore[arg-type]
-    assert code == 451
-    assert relay_sink.messages == []
+    assert code == 250
+    assert len(relay_sink.messages) == 1
 
 
-async def test_writes_that_arrive_together_share_one_write() -> None:
-    calls: list[list[tuple[str, str]]] = []
-
-    def write(pairs: object) -> None:
-        calls.append(list(pairs))  # type: ignore[call-overload]
-
-    grouped = GroupedWrites(write)
-    first = asyncio.create_task(grouped.write([("<a1>", "<o1>")]))
-    await asyncio.sleep(0)  # the first write is under way in its thread
-    others = [asyncio.create_task(grouped.write([(f"<a{i}>", f"<o{i}>")])) for i in (2, 3, 4)]
-    await asyncio.gather(first, *others)
-    assert calls == [[("<a1>", "<o1>")], [("<a2>", "<o2>"), ("<a3>", "<o3>"), ("<a4>", "<o4>")]]
+def reply_to(sent: bytes, in_reply_to: str, references: str) -> bytes:
+    subject = email.message_from_bytes(sent)["Subject"]
+    return (f"From: Customer <customer@example.net>\r\n"
+            f"To: Alex Morgan <alex.morgan@support.example>\r\nSubject: Re: {subject}\r\n"
+            f"In-Reply-To: {in_reply_to}\r\nReferences: {references}\r\n"
+            f"Message-ID: <reply-{len(references)}@example.net>\r\n\r\n"
+            f"Thanks, that worked.\r\n").encode()
 
 
-async def test_a_failed_grouped_write_fails_every_caller_it_held() -> None:
-    def write(pairs: object) -> None:
-        raise StoreUnavailable("disk full")
+async def test_a_tampered_token_is_left_as_it_came(gateway: RunningGateway,
+                                                   relay_sink: Sink) -> None:
+    await gateway.send_outbound("jane.doe@corp.example", ["customer@example.net"], AGENT_MAIL)
+    sent = relay_sink.messages[0].data
+    new = email.message_from_bytes(sent)["Message-ID"].strip()
+    token = new[1:new.index("@")]
+    tampered = f"<{token[:20]}{'b' if token[20] == 'a' else 'a'}{token[21:]}@support.example>"
+    forged = f"<{MessageIdKey.random().public_id('<9@helpdesk.corp.example>', 'x')[1:-3]}" \
+             f"@support.example>"
+    code, text = await gateway.send_inbound(
+        "customer@example.net", ["alex.morgan@support.example"],
+        reply_to(sent, tampered, f"<c0@example.net> {forged} {new}"))
+    assert code == 250, text
+    delivered = relay_sink.messages[1].data
+    assert f"In-Reply-To: {tampered}".encode() in delivered
+    assert f"References: <c0@example.net> {forged} <1234.5678@helpdesk.corp.example>".encode() \
+        in delivered
 
-    grouped = GroupedWrites(write)
-    results = await asyncio.gather(*(grouped.write([(f"<a{i}>", "<o>")]) for i in range(3)),
-                                   return_exceptions=True)
-    assert all(isinstance(result, StoreUnavailable) for result in results)
+
+async def test_a_mapping_stored_before_sealed_ids_still_threads(gateway: RunningGateway,
+                                                                relay_sink: Sink) -> None:
+    old = "<8c1f0d2e9b7a46c3a5e2f1d0c9b8a7e6@support.example>"  # an earlier keyed hash
+    with sqlite3.connect(gateway.config.quarantine.database) as database:
+        database.execute("INSERT INTO message_ids VALUES (?, ?, ?)",
+                         (old, "<41.old@helpdesk.corp.example>", 1.7e9))
+    await gateway.send_outbound("jane.doe@corp.example", ["customer@example.net"], AGENT_MAIL)
+    sent = relay_sink.messages[0].data
+    new = email.message_from_bytes(sent)["Message-ID"].strip()
+    code, text = await gateway.send_inbound("customer@example.net",
+                                            ["alex.morgan@support.example"],
+                                            reply_to(sent, new, f"{old}\r\n {new}"))
+    assert code == 250, text
+    delivered = relay_sink.messages[1].data
+    assert b"In-Reply-To: <1234.5678@helpdesk.corp.example>\r\n" in delivered
+    assert b"References: <41.old@helpdesk.corp.example>\r\n <1234.5678@helpdesk.corp.example>" \
+        in delivered
+
+
+async def test_a_reply_with_8bit_ids_is_delivered(gateway: RunningGateway,
+                                                  relay_sink: Sink) -> None:
+    await gateway.send_outbound("jane.doe@corp.example", ["customer@example.net"], AGENT_MAIL)
+    sent = relay_sink.messages[0].data
+    new = email.message_from_bytes(sent)["Message-ID"].strip()
+    reply = reply_to(sent, new, f"<caf\xe9@example.net> {new}").replace(
+        "café".encode(), b"caf\xe9")
+    code, text = await gateway.send_inbound("customer@example.net",
+                                            ["alex.morgan@support.example"], reply)
+    assert code == 250, text
+    assert b"References: <caf\xe9@example.net> <1234.5678@helpdesk.corp.example>" in \
+        relay_sink.messages[1].data
+
+
+async def test_replacements_outlive_a_restart_and_a_new_dkim_key(tmp_path: Path,
+                                                                  relay_sink: Sink) -> None:
+    ids = []
+    for _ in range(2):
+        (tmp_path / "dkim.key").unlink(missing_ok=True)  # DKIM keys rotate; ids stay
+        running = await start_gateway(tmp_path, outbound={"next_hop": relay_sink.url})
+        try:
+            code, _ = await running.send_outbound("jane.doe@corp.example",
+                                                  ["customer@example.net"], AGENT_MAIL)
+            assert code == 250
+        finally:
+            await running.close()
+        ids.append(email.message_from_bytes(relay_sink.messages[-1].data)["Message-ID"])
+    assert ids[0] == ids[1]
+
+
+LONG_ID = "<" + "x" * 500 + "@helpdesk.corp.example>"  # seals to 889 characters
+TOO_LONG_ID = "<" + "y" * 700 + "@helpdesk.corp.example>"
+
+
+async def test_long_references_keep_every_line_under_998_and_thread(
+        gateway: RunningGateway, relay_sink: Sink) -> None:
+    internal = [f"<{n}.{'t' * 300}@helpdesk.corp.example>" for n in range(30)]
+    references = "\r\n ".join(["<c0@example.net>", *internal, LONG_ID, TOO_LONG_ID])
+    follow_up = AGENT_MAIL.replace(
+        b"Message-ID: <1234.5678@helpdesk.corp.example>\r\n",
+        f"Message-ID: {LONG_ID}\r\nIn-Reply-To: {TOO_LONG_ID}\r\n"
+        f"References: {references}\r\n".encode())
+    code, text = await gateway.send_outbound("jane.doe@corp.example", ["customer@example.net"],
+                                             follow_up)
+    assert code == 250, text
+    sent = relay_sink.messages[0].data
+    head = sent.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) < 998
+    assert b"helpdesk.corp.example" not in sent
+    parsed = email.message_from_bytes(sent)
+    public = parsed["References"].split()
+    assert len(public) == 33 and public[0] == "<c0@example.net>"
+    assert parsed["Message-ID"] == public[-2] and parsed["In-Reply-To"] == public[-1]
+    assert dkim_verifies(sent, gateway)
+    # The customer's reply: every sealed id comes back; the one too long to seal stays public.
+    reply = reply_to(sent, parsed["Message-ID"], "\r\n ".join(public))
+    code, text = await gateway.send_inbound("customer@example.net",
+                                            ["alex.morgan@support.example"], reply)
+    assert code == 250, text
+    delivered = email.message_from_bytes(relay_sink.messages[1].data)
+    assert delivered["In-Reply-To"] == LONG_ID
+    assert delivered["References"].split() == ["<c0@example.net>", *internal, LONG_ID,
+                                               public[-1]]
+    assert stored_mappings(gateway) == 0
 
 
 HOSTILE = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -174,8 +173,6 @@ class Signer:
     def __init__(self, domain: str, selector: str, private_key_pem: bytes) -> None:
         self.domain = domain.encode()
         self.selector = selector.encode()
-        # Derived from the private key, so every worker and every restart agrees on it.
-        self.id_key = hashlib.sha256(b"veil message-id key\0" + private_key_pem).digest()
         key = serialization.load_pem_private_key(private_key_pem, password=None)
         if isinstance(key, rsa.RSAPrivateKey):
             self.algorithm = b"rsa-sha256"

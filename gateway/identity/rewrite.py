@@ -1,6 +1,6 @@
 """Outbound rewriting: every trace of every agent's real identity becomes that agent's alias.
 
-Pure: bytes in, bytes out (no I/O, no clock; a new Message-ID is a keyed hash of the old one,
+Pure: bytes in, bytes out (no I/O, no clock; a new Message-ID seals the old one under a key,
 random without a key). Work happens on the original bytes through the MIME tree in
 gateway/mime.py; only header fields and parts that change are re-encoded (rewritten text parts
 as quoted-printable in their own charset when it can hold the alias, else UTF-8), everything
@@ -24,15 +24,28 @@ word edges, Müller/Mueller alike):
 - X-Originating-IP, X-Mailer, User-Agent, Authentication-Results, ARC and DKIM signatures and
   similar client traces are dropped; Received lines naming an internal host or a private
   address become `from internal (internal [127.0.0.1]) by <id_domain>` with the original date;
-  a Message-ID from an internal domain becomes `<hash@id_domain>`, reported in message_ids;
+  a Message-ID from an internal domain becomes `<token@id_domain>`, reported in message_ids;
   the same internal ids in In-Reply-To and References become the same replacements, so a
   follow-up names the ids the customer saw (and threads) rather than internal hosts.
+
+Replacement Message-IDs (gateway/identity/message_ids.py) are stateless: the token is the
+internal id itself, encrypted with AES-256-SIV under the message-id key ([outbound]
+message_id_key, 64 bytes generated at first start-up, shared by every worker and every instance
+relaying for the domain), with fixed associated data, padded to a multiple of 16 bytes
+(ISO/IEC 7816-4) and written in lowercase base32. SIV is deterministic, so the same internal id
+gets the same token in every message and follow-ups thread for the customer (all a token shows
+is that equality and the id's length to 16 bytes); it is authenticated, so a token can be
+neither read nor forged, and the inbound side opens the customer's In-Reply-To and References
+and puts the internal ids back without a store: nothing is written per message, no table
+grows, and any instance with the key can restore any reply. Tokens made before (a keyed hash
+whose mapping the store kept) still thread through the store's read-only look-up. An internal
+id too long to travel sealed within the line limit gets a keyed hash and loses only the
+threading of replies to it. Losing the key costs replies to earlier mail their threading, never
+a message; DKIM keys rotate without touching it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import ipaddress
 import re
@@ -45,6 +58,7 @@ from email.utils import formataddr, getaddresses, parseaddr
 from urllib.parse import quote, unquote
 
 from gateway.config import Agent, Directory
+from gateway.identity.message_ids import MessageIdKey
 from gateway.identity.patterns import (IdentityPatterns, factored_alternation, patterns_for,
                                        prepare)
 from gateway.lineends import crlf
@@ -129,9 +143,10 @@ def _identify(tree: Tree, mail_from: str, directory: Directory) -> Agent | None:
 
 def rewrite(message: bytes, mail_from: str, directory: Directory, *,
             internal_domains: tuple[str, ...] = (), id_domain: str = "",
-            id_key: bytes = b"") -> Rewritten:
+            id_key: MessageIdKey | None = None) -> Rewritten:
     """The message as it may leave: identities replaced, machine traces removed. `id_key`
-    makes replacement Message-IDs the same every time for the same internal id."""
+    seals each internal Message-ID into its replacement (the same every time, and opened
+    again on the way in); without it replacements are random."""
     patterns = patterns_for(directory)
     tree = parse(crlf(message))
     agent = _identify(tree, mail_from, directory)
@@ -171,7 +186,7 @@ class _Context:
     agent: Agent | None
     internal_domains: frozenset[str]
     id_domain: str
-    id_key: bytes = b""
+    id_key: MessageIdKey | None = None
 
     def __post_init__(self) -> None:
         self.message_ids: list[tuple[str, str]] = []
@@ -430,14 +445,13 @@ def _needs_new_id(message_id: str, context: _Context) -> bool:
 
 
 def _public_id(original: str, context: _Context) -> str:
-    """The id the world sees for an internal one: a keyed hash, so the same internal id gets
-    the same replacement in every message (threads hold together) and cannot be guessed back."""
-    if context.id_key:
-        token = hmac.new(context.id_key, original.encode("utf-8", "surrogateescape"),
-                         hashlib.sha256).hexdigest()[:32]
+    """The id the world sees for an internal one: the internal id sealed under the key, so the
+    same internal id gets the same replacement in every message (threads hold together) and
+    only the key opens it."""
+    if context.id_key is not None:
+        new = context.id_key.public_id(original, context.id_domain)
     else:
-        token = uuid.uuid4().hex
-    new = f"<{token}@{context.id_domain}>"
+        new = f"<{uuid.uuid4().hex}@{context.id_domain}>"
     if (new, original) not in context.message_ids:
         context.message_ids.append((new, original))
     return new

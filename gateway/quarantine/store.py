@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS blocked_senders (
     reason TEXT NOT NULL,
     since REAL NOT NULL
 );
+-- Replacement Message-IDs of earlier versions (keyed hashes) and the ids they stood for, kept
+-- so replies to that mail still thread; sealed replacements need no row, none are added now.
 CREATE TABLE IF NOT EXISTS message_ids (
     new TEXT PRIMARY KEY,
     original TEXT NOT NULL,
@@ -269,21 +271,11 @@ class QuarantineStore:
         return [tuple(row) for row in self._read(  # type: ignore[misc]
             "SELECT sender, reason, since FROM blocked_senders ORDER BY since DESC")]
 
-    def remember_message_ids(self, pairs: Sequence[tuple[str, str]]) -> None:
-        """(replacement, original) Message-ID pairs, in one transaction."""
-        # Losing a mapping in a power cut costs a reply its threading, never a message: this
-        # write is on the path of every outbound message, so it skips the fsync holds need.
-        connection = self._connection()
-        connection.execute("PRAGMA synchronous=NORMAL")
-        now = time.time()
-        try:
-            with self._write() as transaction:
-                transaction.executemany("INSERT OR REPLACE INTO message_ids VALUES (?, ?, ?)",
-                                        [(new, original, now) for new, original in pairs])
-        finally:
-            connection.execute("PRAGMA synchronous=FULL")
-
     def original_message_id(self, new: str) -> str | None:
+        """The internal id behind a replacement that an earlier version of Veil stored (its
+        replacements were keyed hashes; sealed ones need no store, and none are written now)."""
+        if not new.isascii():
+            return None  # every stored replacement is ASCII; an 8-bit id cannot be bound as text
         rows = self._read("SELECT original FROM message_ids WHERE new = ?", (new,))
         return str(rows[0][0]) if rows else None
 
