@@ -62,6 +62,8 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"|\b(?:told|tells|telling) (?:me|her|us|my \w+)(?: to| that)?\b"
     r"|\b(?:keeps?|kept|been) (?:messaging|texting|emailing|writing to|sending) (?:me|her|us)\b"
     r"|\b(?:messages?|texts?|things|comments?|stuff)(?: \w+){0,3} like\b|\bsaying\b"
+    r"|\b(?:messages?|texts?|things|comments?|remarks?|stuff)\b[^.\"“”„«»]{0,80}\b(?:including|such as)\b"
+    r"|\b(?:kommentare|bemerkungen|spruche)(?: \w+){0,3} wie\b"
     r"|\b(?:message|text|note|e-?mail|comment|review|reply|dm)s? (?:said|says|read|reads)\b"
     # "today's said", "the last one read": one of several messages already spoken of.
     r"|\b(?:today|yesterday|tonight|this morning|last night|the latest|the last|the first|"
@@ -77,6 +79,8 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"|\b(?:messages?|mensajes?|nachrichten?|texts?|sms|words|mots?|notes?|notas?|notiz|"
     # A payment's reference used to send words: "the references from the last week:".
     r"(?:payment )?references?|referencias?|verwendungszwecke?|libelles?|"
+    # What it turned into: "then it turned into this (copied straight from the chat):".
+    r"copied|pasted|this|these|following|below|"
     r"palabras|worte|comments?|commente|comenta|kommentiert|wrote|writing|texting|sent|said|"
     r"told|escribiendo|escribio|escrito|dicho|ecrit|schreibt|schrieb|sagte|sagt|meinte|rief|"
     r"fragte|solto|lanzo|lance)\b[^\"“”„«»]{0,80}:\s?$"
@@ -91,7 +95,7 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"|\b(?:m'a|m a|lui a|nous a) (?:dit|ecrit|envoye|demande|lance|crie|sorti|balance)\b"
     r"|\bm'(?:ecrit|envoie|dit|traite de)\b|\bm'a traitee? de\b"
     r"|\b(?:me|le|les|nos) (?:llamo|llamaba|llama|trato de|ha llamado|grita|grito|gritaba)\b"
-    r"|\ben me (?:traitant de|demandant si|disant)\b|\b(?:je cite|cito|ich zitiere|and i quote)\b"
+    r"|\ben (?:me |lui )?(?:traitant de|demandant si|disant)\b|\b(?:je cite|cito|ich zitiere|and i quote)\b"
     r"|\basking (?:[\w-]+ ){0,4}to\b|\ba (?:demande|dit|ecrit|lance|crie|raconte)\b"
     r"|\b(?:asked|asking) (?:me|her|us|my \w+) (?:if|whether)\b"
     r"|\b(?:il|elle|ils) (?:m'a|m a|lui a|nous a|a|m'ecrit|m ecrit) ?(?:dit|ecrit|envoye|"
@@ -107,7 +111,7 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"(?:mon|ma|mes|mi|mis|notre|nuestra|nuestro) \w+"
     r"|\b(?:got|received|get|getting) (?:a |this |the )?(?:message|text|dm|note)\b"
     r"|\b(?:nachricht|mail|sms) (?:bekommen|erhalten)\b|\b(?:recibio|recibi|he recibido|"
-    r"ha recibido) (?:un |este |el )?mensaje\b|\b(?:recu|a recu) (?:un |ce |le )?message\b"
+    r"ha recibido) (?:un |este |el )?mensaje\b|\b(?:recu|a recu) (?:un |ce |le )?(?:message|sms|texto|mail)\b"
     r"|\b(?:geschrieben|gesagt|geschickt|gefragt):?|\b(?:nachrichten|sachen|dinge|spruche) wie\b"
     # "has now said to me twice": said to someone, whoever the speaker.
     r"|\b(?:said|says|say|wrote|writes|texted|shouted|whispered|yelled|commented|remarked) "
@@ -266,12 +270,16 @@ def reply_chain_spans(lines: str) -> list[tuple[int, int]]:
     """[start, end) of the quoted earlier messages in normalised text with its line breaks:
     the "> " lines after a line introducing them ("On ... wrote:"), and everything after an
     "Original Message" or "Forwarded message" line. That is the agent's own mail, whose
-    "your home address" or "I'm sorry you..." must not count against the customer. A "> "
-    line with no such introduction is still judged: it is not known to be a quotation."""
+    "your home address" or "I'm sorry you..." must not count against the customer. So are
+    the "> " lines right after a line that introduces someone else's words in a report ("Some
+    of what he's sent:"). A "> " line with no such introduction is still judged: it is not
+    known to be a quotation."""
     if ">" not in lines and "--" not in lines:
         return []
     spans: list[tuple[int, int]] = []
     introduced = False
+    reported = False  # the "> " lines right after "some of what he's sent:", in a report
+    complaint: bool | None = None
     position = 0
     for line in lines.split("\n"):
         end = position + len(line)
@@ -279,10 +287,15 @@ def reply_chain_spans(lines: str) -> list[tuple[int, int]]:
         if "--" in start and ORIGINAL_MESSAGE.match(start):
             spans.append((position, len(lines)))
             break
-        if introduced and start.startswith(">"):
+        if (introduced or reported) and start.startswith(">"):
             spans.append((position, end))
         elif _ATTRIBUTION.search(line):
             introduced = True
+        elif start:
+            reported = start.rstrip().endswith(":") and \
+                _PERSON_FRAMES.search(start.rstrip()) is not None and \
+                (complaint if complaint is not None
+                 else (complaint := _COMPLAINT.search(lines) is not None))
         position = end + 1
     return spans
 
