@@ -73,6 +73,16 @@ def verdict(body: str) -> str:
     "My ex sends me 1p transfers. Some of the references from the last week:\n\n"
     '"YOU WILL REGRET THIS"\n"ANSWER ME SLAG"\n"I KNOW WHERE U WORK"\n\n'
     "I've reported him to the police. Please block payments from his account.",
+    # Lines one under another after a frame: copied from a chat, comments "including", "wie".
+    "A buyer keeps messaging me, then it turned into this (copied straight from the chat):\n\n"
+    '"bet u look fit in it"\n"whats ur number, easier than this app"\n\n'
+    "Please remove his accounts, I have screenshots.",
+    "I want to report the driver. He made comments that made me uncomfortable, including "
+    '"you\'re far too pretty to be getting taxis home on your own". Please take action.',
+    "Ich möchte mich über einen Fahrer beschweren. Er hat Kommentare gemacht wie\n\n"
+    '"Na Süße, so spät noch allein unterwegs?"\n\nIch erwarte, dass Sie dem nachgehen.',
+    "Je souhaite signaler un chauffeur. Il a gardé les portes verrouillées en disant « tu me "
+    "fais pas un bisou avant ? ». J'envisage de porter plainte.",
 ])
 def test_a_report_that_quotes_the_harasser_is_delivered(report: str) -> None:
     assert verdict(report) == "deliver"
@@ -150,6 +160,18 @@ def test_quoted_lines_without_an_introduction_are_still_judged() -> None:
     # After the quotation, the customer's own words count as ever.
     assert verdict("On Mon, Alex wrote:\r\n> Your refund is done.\r\n"
                    "Thanks. Now what's your home address, babe?\r\n") == "quarantine"
+
+
+def test_quoted_lines_that_a_report_introduces_are_someone_else_s() -> None:
+    report = ("A user on your forum keeps messaging me. Some of what he's sent:\r\n\r\n"
+              "> you're prettier than your avatar, send me a real pic\r\n"
+              "> i found your instagram from your username lol\r\n\r\n"
+              "Please ban his accounts, I have screenshots.\r\n")
+    assert verdict(report) == "deliver"
+    # Without a report around them, or once the customer's own words resume, they count.
+    assert verdict("Some of what I think:\r\n> you're prettier than your avatar, send me a "
+                   "real pic\r\n") == "quarantine"
+    assert verdict(report + "Also, what's your home address, babe?\r\n") == "quarantine"
 
 
 def test_spans_that_are_not_the_sender_s_are_sorted_and_do_not_overlap() -> None:
