@@ -400,9 +400,8 @@ class RuleSet:
         for pattern in rule.unless:
             try:
                 for match in pattern.finditer(window, timeout=PATTERN_TIMEOUT):
-                    # An exception applies when it covers the hit, not somewhere beside it.
-                    if match.start() + low <= start + 1 and match.end() + low >= end - 1:
-                        return True
+                    # An exception applies when it overlaps the hit, not somewhere beside it:
+                    # write it so that it cannot also overlap a real hit.
                     if match.start() + low < end and match.end() + low > start:
                         return True
             except TimeoutError:

@@ -292,8 +292,8 @@ def reply_chain_spans(lines: str) -> list[tuple[int, int]]:
         elif _ATTRIBUTION.search(line):
             introduced = True
         elif start:
-            reported = start.rstrip().endswith(":") and \
-                _PERSON_FRAMES.search(start.rstrip()) is not None and \
+            frame = start.rstrip()
+            reported = frame.endswith(":") and _PERSON_FRAMES.search(frame) is not None and \
                 (complaint if complaint is not None
                  else (complaint := _COMPLAINT.search(lines) is not None))
         position = end + 1
