@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
     ("ｎｕｄｅｓ", "nudes"),
     ("you.are.so.hot", "you are so hot"),
     ("\u202esedun dnes\u202c", "send nudes"),  # a right-to-left override shows it mirrored
+    ("b**bs", "boobs"),
+    ("f***ing b*tch", "fucking bitch"),
+    ("the fat \U0001f404 at the desk", "the fat cow at the desk"),
 ])
 def test_evasions_fold_to_the_word(written: str, seen: str) -> None:
     assert normalise(written).text == seen
@@ -43,6 +46,9 @@ def test_evasions_fold_to_the_word(written: str, seen: str) -> None:
     ("i c h w e i s s w o d u w o h n s t", "ich weiss wo du wohnst"),
     ("j e v a i s t e t u e r", "je vais te tuer"),
     ("s.e.n.d.n.u.d.e.s", "send nudes"),
+    # A full stop between letters spaced by spaces ends a word.
+    ("s a w y o u r l i g h t o n. y o u w e r e u p", "saw your light on you were up"),
+    ("go on a d a t e w me", "go on a date w me"),     # text-speak letters are words too
 ])
 def test_letters_spaced_across_words_are_split_into_them(written: str, seen: str) -> None:
     assert normalise(written).text == seen
@@ -52,11 +58,22 @@ def test_letters_spaced_across_words_are_split_into_them(written: str, seen: str
 @pytest.mark.parametrize("written, seen", [
     ("t h e r a p i s t", "therapist"),    # one known word stays one word
     ("S U P P O R T", "support"),
-    ("x q z v w k j", "xqzvwkj"),          # not made of known words: joined, as before
+    ("j z v j z v", "jzvjzv"),             # not made of known words: joined, as before
     ("u s a", "usa"),                      # too short to be several words
 ])
 def test_runs_that_are_not_several_words_stay_joined(written: str, seen: str) -> None:
     assert normalise(written).text == seen
+
+
+@pytest.mark.parametrize("text", ["it's a quiet room", "i'm a regular", "she's a nurse",
+                                  "don't u think"])
+def test_the_letter_after_an_apostrophe_ends_its_word(text: str) -> None:
+    assert normalise(text).text == text
+
+
+@pytest.mark.parametrize("text", ["pr*ce", "*bold*", "footnote*", "gr**t"])
+def test_masked_words_that_fit_no_masked_word_stay_as_written(text: str) -> None:
+    assert normalise(text).text == text
 
 
 def test_shipped_word_list_is_what_the_committed_data_gives(tmp_path: Path) -> None:
@@ -97,7 +114,8 @@ _ASCII_PIECES = st.lists(st.sampled_from(
     [" ", "  ", "\n", "\r\n", "\r", "\t", "\x0b", "\x0c", "\x1c", "\x1f", "aaa", "s e x",
      "s.e.x", "s. e. x", "b1tch", "you.are", "hi_there", "x_y z", "sooo", "s e n d n u d e s",
      "i l o v e y o u", "y o u a r e h o t", "s.e.n.d.n.u.d.e.s", "zorr@", "a@", "@b",
-     "7h45", "17h", "7hrs", "7h4a", "6pm", "3rd", "20kg", "5ex", "4ss", "1d10t", "h"]),
+     "7h45", "17h", "7hrs", "7h4a", "6pm", "3rd", "20kg", "5ex", "4ss", "1d10t", "h",
+     "it's a", "'m a", "n i g h t. y o u", "a. b c d"]),
     max_size=40)
 
 

@@ -121,6 +121,29 @@ def test_bad_rule_files_name_file_rule_and_reason(tmp_path: Path, body: str,
     assert str(path) in str(caught.value) and problem in str(caught.value)
 
 
+def test_second_person_words_of_a_rule_match_their_text_speak_spellings(tmp_path: Path) -> None:
+    path = tmp_path / "textspeak.toml"
+    path.write_text(
+        '[[rule]]\nid = "home"\ncategory = "stalking"\ndescription = "d"\nscore = 10\n'
+        'terms = ["i know where you live"]\n'
+        '[[rule]]\nid = "route"\ncategory = "stalking"\ndescription = "d"\nscore = 10\n'
+        'anchors = ["bus"]\npatterns = [\'\\byou took the \\d+ bus\']\n'
+        'unless = [\'\\b(?:did|have) you took\']\n'
+        '[[rule]]\nid = "yours"\ncategory = "stalking"\ndescription = "d"\nscore = 10\n'
+        'terms = ["your flat is the one"]\n')
+    rules = load_ruleset([path])
+
+    def matched(text: str) -> set[str]:
+        return {m.rule for m in rules.evaluate([("body", text)])}
+
+    assert matched("i know where u live") == {"home"}
+    assert matched("u took the 27 bus at six") == {"route"}
+    assert matched("did u took the 27 bus") == set()          # the exception reads "u" too
+    assert matched("ur flat is the one with the green door") == {"yours"}
+    assert matched("you took the u bahn") == set()
+    assert matched("i know where you lived") == set()          # still whole words
+
+
 def test_meta_rule_adds_up_signals_from_several_categories() -> None:
     verdict = judge(b"Subject: hi\r\n\r\nthanks babe, can i get your number\r\n", RULESET, 10)
     assert {m.rule for m in verdict.matches} >= {"en-endearment", "en-contact-number",

@@ -124,20 +124,26 @@ static void fold_leet(char *s, Py_ssize_t n) {
     }
 }
 
-/* _join_letters on run s[0:n]: with both spaces and marks, a space between two letters still
- * separates words; every other separator goes. */
+/* _join_letters on run s[0:n]: with both marks and plain spaces between letters, the rarer of
+ * the two separates words; every other separator goes. */
 static Py_ssize_t join_letters(const char *s, Py_ssize_t n, char *out) {
-    int space = 0, mark = 0;
+    Py_ssize_t spaces = 0, marks = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        space |= s[i] == ' ';
-        mark |= is_marker(s[i]);
+        if (is_marker(s[i]))
+            marks++;
+        else if (s[i] == ' ' && !(i > 0 && is_marker(s[i - 1])))
+            spaces++;
     }
+    int space_breaks = spaces && marks && marks >= spaces;
+    int mark_breaks = spaces && marks && marks < spaces;
     Py_ssize_t o = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (is_letter(s[i]))
             out[o++] = s[i];
-        else if (space && mark && s[i] == ' ' && i > 0 && i + 1 < n && is_letter(s[i - 1]) &&
+        else if (space_breaks && s[i] == ' ' && i > 0 && i + 1 < n && is_letter(s[i - 1]) &&
                  is_letter(s[i + 1]))
+            out[o++] = ' ';
+        else if (mark_breaks && is_marker(s[i]) && i > 0 && is_letter(s[i - 1]))
             out[o++] = ' ';
     }
     return o;
@@ -172,14 +178,14 @@ static Py_ssize_t segment_run(char *out, Py_ssize_t n, Py_ssize_t room) {
     return n;
 }
 
-/* _SPACED_ASCII: \b[a-z](?:[.\-_*~] ?| )(?:[a-z](?:[.\-_*~] ?| )){0,62}[a-z]\b, replaced by
+/* _SPACED_ASCII: (?<!')\b[a-z](?:[.\-_*~] ?| )(?:[a-z](?:[.\-_*~] ?| )){0,62}[a-z]\b, replaced by
  * join_letters. The greedy repetition gives back letters until one stands before a word
  * edge, so a match ends at the last letter of the chain (of at most SPACED_LETTERS) that
  * does. */
 static Py_ssize_t join_spaced(const char *s, Py_ssize_t n, char *out) {
     Py_ssize_t i = 0, o = 0;
     while (i < n) {
-        if (is_letter(s[i]) && (i == 0 || !is_word(s[i - 1]))) {
+        if (is_letter(s[i]) && (i == 0 || (!is_word(s[i - 1]) && s[i - 1] != '\''))) {
             Py_ssize_t letter = i, end = -1;
             for (int letters = 1; letters < SPACED_LETTERS; letters++) {
                 Py_ssize_t k = letter + 1;

@@ -31,6 +31,22 @@ MAX_WORD = 30          # characters per word when bounding a proximity search
 PATTERN_TIMEOUT = 0.05  # seconds per pattern search: a safety net, patterns are checked at load
 REPEAT_LOOKBACK = 4    # body segments before one that it may repeat (see distinct_segments)
 SEGMENT_KINDS = ("subject", "body", "headers")
+# Text-speak spellings of words of the second person: a term written "i know where you live"
+# also matches "i know where u live" and "know where ur flat is".
+TEXTSPEAK = {"you": ("u",), "your": ("ur",), "you're": ("youre", "ur"),
+             "yours": ("urs",), "you'll": ("youll", "ull"), "you've": ("youve",)}
+# The same words where a pattern spells them out: after a word edge (or \b, \s, \W) and
+# before one, not inside a longer word; an apostrophe is a character or \x27 in patterns.
+_TEXTSPEAK_WORD = regex.compile(r"(?:(?<=\\[bBsSwW])|(?<![\w\\]))(you(?:\x27|\\x27)(?:re|ll|ve)"
+                                r"|yours|your|you)(?!\w)")
+
+
+def _textspeak_group(match: regex.Match[str]) -> str:
+    word = match.group(1).replace("\\x27", "'")
+    return "(?:" + "|".join(regex.escape(w, literal_spaces=True)
+                            for w in (word, *TEXTSPEAK[word])) + ")"
+
+
 # A group that contains a quantifier and is itself quantified can backtrack exponentially.
 _NESTED_QUANTIFIER = regex.compile(r"\((?:[^()\\]|\\.)*(?:[+*]|\{\d*,\d*\})(?:[^()\\]|\\.)*\)"
                                    r"\s*(?:[+*]|\{\d*,\d*\})")
@@ -121,7 +137,8 @@ def _compile(pattern: str, where: str) -> regex.Pattern[str]:
         raise RuleError(f"{where}: pattern {pattern!r} nests quantifiers and can backtrack "
                         "catastrophically; rewrite it without a quantified group of quantifiers")
     try:
-        return regex.compile(pattern, regex.V1 | regex.IGNORECASE)
+        return regex.compile(_TEXTSPEAK_WORD.sub(_textspeak_group, pattern),
+                             regex.V1 | regex.IGNORECASE)
     except regex.error as error:
         raise RuleError(f"{where}: pattern {pattern!r} does not compile: {error}")
 
@@ -143,6 +160,21 @@ def _applies_to(table: dict[str, Any], where: str) -> tuple[str, ...]:
     return applies_to
 
 
+def textspeak_spellings(term: str) -> list[str]:
+    """A normalised term and its text-speak spellings (TEXTSPEAK), the term first."""
+    spellings = [""]
+    for word in term.split(" "):
+        choices = (word, *TEXTSPEAK.get(word, ()))
+        spellings = [f"{done} {choice}" if done else choice
+                     for done in spellings for choice in choices][:16]
+    return spellings
+
+
+def _terms(words: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(spelling for word in words
+                               for spelling in textspeak_spellings(normalise_term(word))))
+
+
 def _rule(table: dict[str, Any], where: str) -> Rule:
     unknown = set(table) - _RULE_KEYS
     if unknown:
@@ -160,15 +192,14 @@ def _rule(table: dict[str, Any], where: str) -> Rule:
         within = item.get("within", 3)
         if not isinstance(within, int) or not 0 <= within <= 20:
             raise RuleError(f"{where}: near.within must be a whole number from 0 to 20")
-        near.append(Proximity(tuple(normalise_term(w) for w in _strings(item, "a", where)),
-                              tuple(normalise_term(w) for w in _strings(item, "b", where)),
-                              within))
+        near.append(Proximity(_terms(_strings(item, "a", where)),
+                              _terms(_strings(item, "b", where)), within))
     patterns = tuple(_compile(p, where) for p in _strings(table, "patterns", where))
     anchors = tuple(normalise_term(a) for a in _strings(table, "anchors", where))
     if patterns and not anchors:
         raise RuleError(f"{where}: patterns need anchors (literal words that must be present), "
                         "so they run on short windows and not on the whole message")
-    terms = tuple(normalise_term(t) for t in _strings(table, "terms", where))
+    terms = _terms(_strings(table, "terms", where))
     if not (terms or near or patterns):
         raise RuleError(f"{where}: give terms, near or patterns")
     applies_to = _applies_to(table, where)

@@ -52,8 +52,25 @@ EMOJI_WORDS = {
     "\U0001f60d": "love", "\U0001f970": "love", "\U0001f63b": "love", "\U0001f445": "lick",
     "\U0001f346": "dick", "\U0001f351": "ass", "\U0001f4a6": "cum", "\U0001f975": "hot",
     "\U0001f48d": "ring", "\U0001f48f": "kisses", "\U0001f491": "couple",
+    # Animals that insult when said of a person ("the fat 🐄 at the desk").
+    "\U0001f404": "cow", "\U0001f42e": "cow", "\U0001f416": "pig", "\U0001f437": "pig",
+    "\U0001f415": "dog", "\U0001f436": "dog",
 }
 _EMOJI = regex.compile("|".join(sorted(EMOJI_WORDS)))
+# Words people mask with asterisks ("b*tch", "b**bs", "f***ing", "p*ta"): a masked word that
+# fits exactly one of them, each asterisk one letter, reads as that word. Other masked words
+# are left as written ("pr*ce" is no word here).
+MASKED_WORDS = (
+    "fuck fucking fucker fucked shit bitch bitches slut sluts whore whores hoe cunt cock dick "
+    "pussy boobs boob tits titties ass arse asshole sexy sex nude nudes naked horny hot hott "
+    "thot rape kill bastard wank "
+    "puta putas zorra cono tetas culo follar follarte polla perra guarra "
+    "fotze schlampe titten arsch ficken vogeln geil hure nutte "
+    "pute salope seins cul nichons chatte bite connasse conne").split()
+_MASKED_BY_LENGTH: dict[int, list[str]] = {}
+for _word in MASKED_WORDS:
+    _MASKED_BY_LENGTH.setdefault(len(_word), []).append(_word)
+_MASKED = re.compile(r"(?<![\w*])[a-z]+\*[a-z*]*(?![\w*])")
 LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b",
                       "9": "g", "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e"})
 
@@ -73,14 +90,16 @@ _LEET_WORD = re.compile(r"(?<![\w@$!|+€])(?!%s)(?=[\w@$!|+€]*[a-z])(?=[\w@$!
 _LEET_NEIGHBOURS = re.compile(r"[0-9@$!|+€](?:(?<=[a-z].)|(?=[a-z]))")
 # Two or more single letters, each followed by one separator: "s e x y", "s.e.x", "s-e-x", "s. e. x".
 # At most SPACED_LETTERS in one run: no word is that long, and without a bound a hostile text of
-# single letters that never reach a word edge ("a_ a_ a_ ...") costs quadratic time.
+# single letters that never reach a word edge ("a_ a_ a_ ...") costs quadratic time. A letter
+# after an apostrophe ends a word ("it's a", "i'm a"): it starts no run.
 SPACED_LETTERS = 64
-_SPACED = re.compile(r"\b[a-z](?:[.\-_*~·•] ?| )(?:[a-z](?:[.\-_*~·•] ?| )){0,%d}[a-z]\b"
+_SPACED = re.compile(r"(?<!')\b[a-z](?:[.\-_*~·•] ?| )(?:[a-z](?:[.\-_*~·•] ?| )){0,%d}[a-z]\b"
                      % (SPACED_LETTERS - 2))
 # The same on ASCII text, where ASCII word edges are the same and twice as fast to test.
-_SPACED_ASCII = re.compile(r"\b[a-z](?:[.\-_*~] ?| )(?:[a-z](?:[.\-_*~] ?| )){0,%d}[a-z]\b"
+_SPACED_ASCII = re.compile(r"(?<!')\b[a-z](?:[.\-_*~] ?| )(?:[a-z](?:[.\-_*~] ?| )){0,%d}[a-z]\b"
                            % (SPACED_LETTERS - 2), re.ASCII)
-_MARKED_SEPARATOR = re.compile(r"[.\-_*~·•]")
+_MARK = re.compile(r"[.\-_*~·•] ?")
+_PLAIN_SPACE = re.compile(r"(?<![.\-_*~·•]) ")
 _WORD_BREAK = re.compile(r"(?<=[a-z]) (?=[a-z])")
 _REPEATS = re.compile(r"([a-z])\1\1+")  # faster than \1{2,} in re
 _SEPARATORS = re.compile(r"[ .\-_*~·•]")
@@ -218,6 +237,8 @@ def _pipeline(text: str, step: Step, offsets: list[int]) -> tuple[str, list[int]
         else:
             text, offsets = step(_NON_ASCII, lambda m: m.group().translate(HOMOGLYPHS), text,
                                  offsets)
+    if "*" in text:
+        text, offsets = step(_MASKED, _unmask, text, offsets)
     if step is _fast and fold_ascii is not None and text.isascii():
         return fold_ascii(text), offsets  # _ascii_steps compiled (_fold.c), ~7x cheaper
     return _ascii_steps(text, step, offsets)
@@ -235,12 +256,23 @@ def _ascii_steps(text: str, step: Step, offsets: list[int]) -> tuple[str, list[i
     return text, offsets
 
 
+def _unmask(match: Any) -> str:
+    masked = match.group()
+    fits = [word for word in _MASKED_BY_LENGTH.get(len(masked), ())
+            if all(m == w or m == "*" for m, w in zip(masked, word))]
+    return fits[0] if len(fits) == 1 else masked
+
+
 def _join_letters(match: Any) -> str:
-    """ "s e x" -> "sex"; "s.e.n.d n.u.d.e.s" -> "send nudes": when letters are split by dots or
-    dashes, a plain space between two letters still separates words."""
+    """ "s e x" -> "sex"; "s.e.n.d n.u.d.e.s" -> "send nudes": when letters are split by both
+    marks and plain spaces, the rarer of the two separates words ("s a w y o u. y o u w e r e"
+    is "saw you" and "you were": a full stop between spaced letters ends a word)."""
     run = match.group()
-    if " " in run and _MARKED_SEPARATOR.search(run):
-        joined = " ".join(_SEPARATORS.sub("", word) for word in _WORD_BREAK.split(run))
+    marks = len(_MARK.findall(run))
+    spaces = len(_PLAIN_SPACE.findall(run))
+    if marks and spaces:
+        breaks = _WORD_BREAK if marks >= spaces else _MARK
+        joined = " ".join(_SEPARATORS.sub("", word) for word in breaks.split(run))
     else:
         joined = _SEPARATORS.sub("", run)
     return SEGMENTER.segment(joined)

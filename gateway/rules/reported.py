@@ -81,7 +81,8 @@ _PERSON_FRAMES = regex.compile(_near_quote(
     r"(?:payment )?references?|referencias?|verwendungszwecke?|libelles?|"
     # What it turned into: "then it turned into this (copied straight from the chat):".
     r"copied|pasted|this|these|following|below|"
-    r"palabras|worte|comments?|commente|comenta|kommentiert|wrote|writing|texting|sent|said|"
+    r"palabras|worte|comments?|commente|comenta|kommentiert|wrote|writing|texting|messaging|"
+    r"messaged|emailing|sent|said|"
     r"told|escribiendo|escribio|escrito|dicho|ecrit|schreibt|schrieb|sagte|sagt|meinte|rief|"
     r"fragte|solto|lanzo|lance)\b[^\"“”„«»]{0,80}:\s?$"
     r"|\bquotes?(?:, in order)?:"

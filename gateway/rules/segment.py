@@ -31,8 +31,9 @@ MIN_COUNT = 3        # times a word must occur in the replies to be known
 # Each word costs this much beyond its own rarity, so a split into more words must be much
 # more plausible than a split into fewer ("therapist" stays one word before "the rapist").
 WORD_PENALTY = 4.0
-# Single letters that are words of the four languages ("a", "y", "o") or of text-speak ("u").
-SINGLE_LETTERS = frozenset("aiyoeu")
+# Single letters that are words of the four languages ("a", "y", "o") or of text-speak ("u",
+# "r", "w" for with, "x" and "q" for por and que, "c" for c'est, "k" and "n").
+SINGLE_LETTERS = frozenset("aiyoeu" "rwxqckn")
 _LONGEST = 24        # letters: no word looked for is longer
 _PLAIN_WORD = regex.compile(r"[a-z]+")
 _REPEATS = regex.compile(r"([a-z])\1\1+")  # as normalisation collapses them
