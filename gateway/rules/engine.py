@@ -34,11 +34,12 @@ SEGMENT_KINDS = ("subject", "body", "headers")
 # Text-speak spellings of words of the second person: a term written "i know where you live"
 # also matches "i know where u live" and "know where ur flat is".
 TEXTSPEAK = {"you": ("u",), "your": ("ur",), "you're": ("youre", "ur"),
-             "yours": ("urs",), "you'll": ("youll", "ull"), "you've": ("youve",)}
+             "yours": ("urs",), "yourself": ("urself",), "you'll": ("youll", "ull"),
+             "you've": ("youve",)}
 # The same words where a pattern spells them out: after a word edge (or \b, \s, \W) and
 # before one, not inside a longer word; an apostrophe is a character or \x27 in patterns.
 _TEXTSPEAK_WORD = regex.compile(r"(?:(?<=\\[bBsSwW])|(?<![\w\\]))(you(?:\x27|\\x27)(?:re|ll|ve)"
-                                r"|yours|your|you)(?!\w)")
+                                r"|yourself|yours|your|you)(?!\w)")
 
 
 def _textspeak_group(match: regex.Match[str]) -> str:

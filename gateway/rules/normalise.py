@@ -63,7 +63,7 @@ _EMOJI = regex.compile("|".join(sorted(EMOJI_WORDS)))
 MASKED_WORDS = (
     "fuck fucking fucker fucked shit bitch bitches slut sluts whore whores hoe cunt cock dick "
     "pussy boobs boob tits titties ass arse asshole sexy sex nude nudes naked horny hot hott "
-    "thot rape kill bastard wank "
+    "thot rape kill hurt stab dead die bastard wank "
     "puta putas zorra cono tetas culo follar follarte polla perra guarra "
     "fotze schlampe titten arsch ficken vogeln geil hure nutte "
     "pute salope seins cul nichons chatte bite connasse conne").split()
