@@ -41,6 +41,9 @@ HOMOGLYPHS = str.maketrans({
     "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ꜰ": "f", "ɢ": "g", "ʜ": "h", "ɪ": "i", "ᴊ": "j",
     "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ʀ": "r", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u",
     "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
+    # Letters in boxes and the regional indicators ("🅢🅔🅧🅨", "🇸🇪🇽🇾"), which NFKD leaves alone.
+    **{chr(first + i): chr(ord("a") + i) for first in (0x1F130, 0x1F150, 0x1F170, 0x1F1E6)
+       for i in range(26)},
 })
 # Emoji that stand for a word in harassment (a knife for a threat, an aubergine): read as that
 # word, so rules and the classifier see it. Others carry no word and are left alone. A kiss
