@@ -111,6 +111,11 @@ def test_normalisation_keeps_a_map_to_the_original() -> None:
      "duplicate rule id"),
     ('[[meta]]\nid = "m"\ncategory = "c"\ndescription = "d"\nscore = 1\nall_of = ["nope"]\n',
      "unknown rule 'nope'"),
+    (('[[rule]]\nid = "x"\ncategory = "c"\ndescription = "d"\nscore = 1\nterms = ["a"]\n'
+      'unless_sets = ["nope"]\n'), "unknown exception 'nope'"),
+    (('[[exception]]\nid = "e"\ndescription = "d"\npatterns = ["a"]\n'
+      '[[exception]]\nid = "e"\ndescription = "d"\npatterns = ["b"]\n'), "duplicate exception id"),
+    ('[[exception]]\nid = "e"\npatterns = ["a"]\n', "missing description"),
 ])
 def test_bad_rule_files_name_file_rule_and_reason(tmp_path: Path, body: str,
                                                   problem: str) -> None:
@@ -142,6 +147,36 @@ def test_second_person_words_of_a_rule_match_their_text_speak_spellings(tmp_path
     assert matched("ur flat is the one with the green door") == {"yours"}
     assert matched("you took the u bahn") == set()
     assert matched("i know where you lived") == set()          # still whole words
+
+
+def test_a_shared_exception_excuses_the_hits_of_the_rules_that_name_it(tmp_path: Path) -> None:
+    (tmp_path / "shared.toml").write_text(
+        '[[exception]]\nid = "thanks"\ndescription = "d"\n'
+        'patterns = [\'love you(?=[^.]{0,30}thank)\']\n')
+    (tmp_path / "rules.toml").write_text(
+        '[[rule]]\nid = "named"\ncategory = "romantic"\ndescription = "d"\nscore = 10\n'
+        'terms = ["love you", "be mine"]\nunless_sets = ["thanks"]\n'
+        '[[rule]]\nid = "unnamed"\ncategory = "romantic"\ndescription = "d"\nscore = 10\n'
+        'terms = ["love you"]\n')
+    rules = load_ruleset([tmp_path])
+
+    def matched(text: str) -> set[str]:
+        return {m.rule for m in rules.evaluate([("body", text)])}
+
+    assert matched("love you, thank you so much") == {"unnamed"}
+    assert matched("love you. thank you") == {"named", "unnamed"}    # another sentence
+    assert matched("be mine, love you, thank you") == {"named", "unnamed"}  # beside it: a hit
+
+
+def test_shared_exceptions_keep_affection_as_thanks_and_threats_at_the_company_out() -> None:
+    def held(text: str) -> bool:
+        return judge(f"Subject: Re: ticket\r\n\r\n{text}\r\n".encode(), RULESET,
+                     10).action == "quarantine"
+
+    assert not held("Omg you're a lifesaver, I love you! The payment finally went through.")
+    assert not held("Vous allez le regretter, je saisis le médiateur dès demain.")
+    assert held("You'll regret it. I know where you park.")
+    assert held("Thank you for the refund. I love you and I want to take you to dinner.")
 
 
 def test_meta_rule_adds_up_signals_from_several_categories() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from gateway.config import load_config
 from gateway.heap import freeze_startup_state
 from gateway.rules.engine import RuleSet, Verdict, judge, judge_text, load_ruleset
+from gateway.rules.normalise import normalise
 
 
 def _ruleset(args: argparse.Namespace) -> tuple[RuleSet, float]:
@@ -129,6 +130,13 @@ def rule_example_failures(ruleset: RuleSet) -> list[str]:
         for example in rule.no_match_examples:
             if rule.id in {m.rule for m in judge_text(example, ruleset)}:
                 failures.append(f"{rule.source}: should not match {example!r}")
+    for exception in ruleset.exceptions:
+        for example in exception.match_examples:
+            if not any(p.search(normalise(example).text) for p in exception.patterns):
+                failures.append(f"{exception.source}: should find something in {example!r}")
+        for example in exception.no_match_examples:
+            if any(p.search(normalise(example).text) for p in exception.patterns):
+                failures.append(f"{exception.source}: should find nothing in {example!r}")
     return failures
 
 

@@ -99,6 +99,18 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class ExceptionSet:
+    """Exceptions several rules share (`unless_sets` names them): a hit of such a rule that one
+    of the patterns overlaps is not a hit, as with the rule's own `unless`."""
+    id: str
+    description: str
+    patterns: tuple[regex.Pattern[str], ...]
+    match_examples: tuple[str, ...] = ()     # texts in which a pattern must find something
+    no_match_examples: tuple[str, ...] = ()  # and texts in which none may
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class ClassifierRule:
     """A trained model as a rule: it matches when a unit of text (a sentence, two, a window)
     harasses with at least `threshold` probability, in the category it finds most likely."""
@@ -126,7 +138,8 @@ class MetaRule:
 
 
 _RULE_KEYS = {"id", "category", "description", "score", "terms", "near", "anchors", "patterns",
-              "unless", "applies_to", "match", "no_match"}
+              "unless", "unless_sets", "applies_to", "match", "no_match"}
+_EXCEPTION_KEYS = {"id", "description", "patterns", "match", "no_match"}
 _META_KEYS = {"id", "category", "description", "score", "all_of", "any_of",
               "categories_at_least"}
 _CLASSIFIER_KEYS = {"id", "description", "score", "threshold", "model", "applies_to", "match",
@@ -176,7 +189,7 @@ def _terms(words: Iterable[str]) -> tuple[str, ...]:
                                for spelling in textspeak_spellings(normalise_term(word))))
 
 
-def _rule(table: dict[str, Any], where: str) -> Rule:
+def _rule(table: dict[str, Any], where: str, shared: dict[str, ExceptionSet]) -> Rule:
     unknown = set(table) - _RULE_KEYS
     if unknown:
         raise RuleError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -204,11 +217,28 @@ def _rule(table: dict[str, Any], where: str) -> Rule:
     if not (terms or near or patterns):
         raise RuleError(f"{where}: give terms, near or patterns")
     applies_to = _applies_to(table, where)
+    unless = [_compile(u, where) for u in _strings(table, "unless", where)]
+    for name in _strings(table, "unless_sets", where):
+        if name not in shared:
+            raise RuleError(f"{where}: unless_sets names unknown exception {name!r}")
+        unless.extend(shared[name].patterns)
     return Rule(str(table["id"]), str(table["category"]), str(table["description"]),
-                float(table["score"]), terms, tuple(near), anchors, patterns,
-                tuple(_compile(u, where) for u in _strings(table, "unless", where)),
+                float(table["score"]), terms, tuple(near), anchors, patterns, tuple(unless),
                 applies_to, _strings(table, "match", where), _strings(table, "no_match", where),
                 where)
+
+
+def _exception(table: dict[str, Any], where: str) -> ExceptionSet:
+    unknown = set(table) - _EXCEPTION_KEYS
+    if unknown:
+        raise RuleError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("id", "description", "patterns"):
+        if key not in table:
+            raise RuleError(f"{where}: missing {key}")
+    return ExceptionSet(str(table["id"]), str(table["description"]),
+                        tuple(_compile(p, where) for p in _strings(table, "patterns", where)),
+                        _strings(table, "match", where), _strings(table, "no_match", where),
+                        where)
 
 
 def _meta(table: dict[str, Any], where: str) -> MetaRule:
@@ -268,16 +298,29 @@ def load_ruleset(paths: Sequence[Path]) -> RuleSet:
     rules: list[Rule] = []
     metas: list[MetaRule] = []
     classifiers: list[ClassifierRule] = []
+    files: list[tuple[Path, dict[str, Any]]] = []
     for file in _files(paths):
         try:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise RuleError(f"{file}: not valid TOML: {error}")
-        unknown = set(data) - {"rule", "meta", "classifier"}
+        unknown = set(data) - {"rule", "meta", "classifier", "exception"}
         if unknown:
             raise RuleError(f"{file}: unknown table(s) {', '.join(sorted(unknown))}")
+        files.append((file, data))
+    # Shared exceptions first: a rule may name one from any file.
+    shared: dict[str, ExceptionSet] = {}
+    for file, data in files:
+        for index, table in enumerate(data.get("exception", [])):
+            exception = _exception(table,
+                                   f"{file}: exception {table.get('id', f'#{index + 1}')}")
+            if exception.id in shared:
+                raise RuleError(f"{exception.source}: duplicate exception id {exception.id!r}")
+            shared[exception.id] = exception
+    for file, data in files:
         for index, table in enumerate(data.get("rule", [])):
-            rules.append(_rule(table, f"{file}: rule {table.get('id', f'#{index + 1}')}"))
+            rules.append(_rule(table, f"{file}: rule {table.get('id', f'#{index + 1}')}",
+                               shared))
         for index, table in enumerate(data.get("meta", [])):
             metas.append(_meta(table, f"{file}: meta {table.get('id', f'#{index + 1}')}"))
         for index, table in enumerate(data.get("classifier", [])):
@@ -293,7 +336,7 @@ def load_ruleset(paths: Sequence[Path]) -> RuleSet:
         for reference in (*meta.all_of, *meta.any_of):
             if reference not in seen:
                 raise RuleError(f"{meta.source}: refers to unknown rule {reference!r}")
-    return RuleSet(tuple(rules), tuple(metas), tuple(classifiers))
+    return RuleSet(tuple(rules), tuple(metas), tuple(classifiers), tuple(shared.values()))
 
 
 # Entries: (term length, kind, rule index, slot) with kind "term", "anchor", "a", "b"; the
@@ -303,10 +346,12 @@ _Entry = tuple[int, str, int, int]
 
 class RuleSet:
     def __init__(self, rules: tuple[Rule, ...], metas: tuple[MetaRule, ...],
-                 classifiers: tuple[ClassifierRule, ...] = ()) -> None:
+                 classifiers: tuple[ClassifierRule, ...] = (),
+                 exceptions: tuple[ExceptionSet, ...] = ()) -> None:
         self.rules = rules
         self.metas = metas
         self.classifiers = classifiers
+        self.exceptions = exceptions
         entries: dict[str, list[_Entry]] = {}
         for index, rule in enumerate(rules):
             for term in rule.terms:
