@@ -1,8 +1,9 @@
 """Text as the rules see it: what a person reads, with evasions undone.
 
 NFKD with marks and zero-width characters dropped, lower case, homoglyphs folded to Latin
-(Cyrillic "а" is "a"), leetspeak folded inside words (s3xy, b1tch), s p a c e d and s.p.l.i.t
-letters joined (and split into words where they spanned several: segment.py), runs of a
+(Cyrillic "а" is "a", boxed letters plain), asterisk-masked words read as the one word they fit
+(b**bs), leetspeak folded inside words (s3xy, b1tch), s p a c e d and s.p.l.i.t letters joined
+(and split into words where they spanned several: segment.py), runs of a
 repeated letter collapsed (sooo hottt). Every step keeps a map from each normalised
 character back to the original text, so reviewers see the real excerpt.
 """
