@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
     ("b**bs", "boobs"),
     ("f***ing b*tch", "fucking bitch"),
     ("the fat \U0001f404 at the desk", "the fat cow at the desk"),
+    ("the red \U0001f697 is yours", "the red car is yours"),
+    ("te voy a r*mp*r la m*dr*", "te voy a romper la madre"),
     ("\U0001f162\U0001f154\U0001f167\U0001f168", "sexy"),   # negative circled letters
     ("\U0001f1f8\U0001f1ea\U0001f1fd\U0001f1fe", "sexy"),   # regional indicators
 ])

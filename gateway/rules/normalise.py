@@ -59,6 +59,8 @@ EMOJI_WORDS = {
     # Animals that insult when said of a person ("the fat 🐄 at the desk").
     "\U0001f404": "cow", "\U0001f42e": "cow", "\U0001f416": "pig", "\U0001f437": "pig",
     "\U0001f415": "dog", "\U0001f436": "dog",
+    # Things a stalker points at: her car, her house, her photos, his eyes on her.
+    "\U0001f697": "car", "\U0001f3e0": "house", "\U0001f4f8": "photos", "\U0001f440": "watching",
 }
 _EMOJI = regex.compile("|".join(sorted(EMOJI_WORDS)))
 # Words people mask with asterisks ("b*tch", "b**bs", "f***ing", "p*ta"): a masked word that
@@ -68,7 +70,8 @@ MASKED_WORDS = (
     "fuck fucking fucker fucked shit bitch bitches slut sluts whore whores hoe cunt cock dick "
     "pussy boobs boob tits titties ass arse asshole sexy sex nude nudes naked horny hot hott "
     "thot rape kill hurt stab dead die bastard wank "
-    "puta putas zorra cono tetas culo follar follarte polla perra guarra "
+    "puta putas zorra cono tetas culo follar follarte polla perra guarra madre romper partir "
+    "matar mierda pinche chingar verga pendeja cabrona "
     "fotze schlampe titten arsch ficken vogeln geil hure nutte "
     "pute salope seins cul nichons chatte bite connasse conne").split()
 _MASKED_BY_LENGTH: dict[int, list[str]] = {}
