@@ -56,4 +56,6 @@ def test_texts_built_to_be_slow_are_judged() -> None:
 
 def test_a_spaced_run_joins_at_most_so_many_letters() -> None:
     letters = " ".join(chr(ord("a") + i % 26) for i in range(SPACED_LETTERS + 6))
-    assert [len(word) for word in normalise(letters).text.split()] == [SPACED_LETTERS, 6]
+    first, *rest = [len(word) for word in normalise(letters).text.split()]
+    # The six letters after the bound are a run of their own (which the word list may split).
+    assert first == SPACED_LETTERS and sum(rest) == 6
