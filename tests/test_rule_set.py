@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from conftest import ROOT
 
 from gateway.rules.classifier import written_text
 from gateway.rules.commands import evaluate, rule_example_failures
-from gateway.rules.engine import RuleError, _on_word_edges, judge, load_ruleset
+from gateway.rules.engine import RuleError, RuleSet, _on_word_edges, judge, load_ruleset
 from gateway.rules.normalise import normalise
 from gateway.rules.text import visible_html_text
 from gateway.rules.training import load_examples
@@ -126,6 +127,11 @@ def test_bad_rule_files_name_file_rule_and_reason(tmp_path: Path, body: str,
     assert str(path) in str(caught.value) and problem in str(caught.value)
 
 
+def _matcher(rules: RuleSet) -> Callable[[str], set[str]]:
+    """The ids of the rules that match a piece of body text."""
+    return lambda text: {m.rule for m in rules.evaluate([("body", text)])}
+
+
 def test_second_person_words_of_a_rule_match_their_text_speak_spellings(tmp_path: Path) -> None:
     path = tmp_path / "textspeak.toml"
     path.write_text(
@@ -136,10 +142,7 @@ def test_second_person_words_of_a_rule_match_their_text_speak_spellings(tmp_path
         'unless = [\'\\b(?:did|have) you took\']\n'
         '[[rule]]\nid = "yours"\ncategory = "stalking"\ndescription = "d"\nscore = 10\n'
         'terms = ["your flat is the one"]\n')
-    rules = load_ruleset([path])
-
-    def matched(text: str) -> set[str]:
-        return {m.rule for m in rules.evaluate([("body", text)])}
+    matched = _matcher(load_ruleset([path]))
 
     assert matched("i know where u live") == {"home"}
     assert matched("u took the 27 bus at six") == {"route"}
@@ -158,10 +161,7 @@ def test_a_shared_exception_excuses_the_hits_of_the_rules_that_name_it(tmp_path:
         'terms = ["love you", "be mine"]\nunless_sets = ["thanks"]\n'
         '[[rule]]\nid = "unnamed"\ncategory = "romantic"\ndescription = "d"\nscore = 10\n'
         'terms = ["love you"]\n')
-    rules = load_ruleset([tmp_path])
-
-    def matched(text: str) -> set[str]:
-        return {m.rule for m in rules.evaluate([("body", text)])}
+    matched = _matcher(load_ruleset([tmp_path]))
 
     assert matched("love you, thank you so much") == {"unnamed"}
     assert matched("love you. thank you") == {"named", "unnamed"}    # another sentence
