@@ -127,6 +127,12 @@ def test_bad_rule_files_name_file_rule_and_reason(tmp_path: Path, body: str,
     assert str(path) in str(caught.value) and problem in str(caught.value)
 
 
+def _rule_table(rule_id: str, category: str, body: str) -> str:
+    """A [[rule]] table with the required keys, `body` holding the rest."""
+    return (f'[[rule]]\nid = "{rule_id}"\ncategory = "{category}"\ndescription = "d"\n'
+            f'score = 10\n{body}')
+
+
 def _matcher(rules: RuleSet) -> Callable[[str], set[str]]:
     """The ids of the rules that match a piece of body text."""
     return lambda text: {m.rule for m in rules.evaluate([("body", text)])}
@@ -135,13 +141,11 @@ def _matcher(rules: RuleSet) -> Callable[[str], set[str]]:
 def test_second_person_words_of_a_rule_match_their_text_speak_spellings(tmp_path: Path) -> None:
     path = tmp_path / "textspeak.toml"
     path.write_text(
-        '[[rule]]\nid = "home"\ncategory = "stalking"\ndescription = "d"\nscore = 10\n'
-        'terms = ["i know where you live"]\n'
-        '[[rule]]\nid = "route"\ncategory = "stalking"\ndescription = "d"\nscore = 10\n'
-        'anchors = ["bus"]\npatterns = [\'\\byou took the \\d+ bus\']\n'
-        'unless = [\'\\b(?:did|have) you took\']\n'
-        '[[rule]]\nid = "yours"\ncategory = "stalking"\ndescription = "d"\nscore = 10\n'
-        'terms = ["your flat is the one"]\n')
+        _rule_table("home", "stalking", 'terms = ["i know where you live"]\n')
+        + _rule_table("route", "stalking", 'anchors = ["bus"]\n'
+                      'patterns = [\'\\byou took the \\d+ bus\']\n'
+                      'unless = [\'\\b(?:did|have) you took\']\n')
+        + _rule_table("yours", "stalking", 'terms = ["your flat is the one"]\n'))
     matched = _matcher(load_ruleset([path]))
 
     assert matched("i know where u live") == {"home"}
@@ -157,10 +161,9 @@ def test_a_shared_exception_excuses_the_hits_of_the_rules_that_name_it(tmp_path:
         '[[exception]]\nid = "thanks"\ndescription = "d"\n'
         'patterns = [\'love you(?=[^.]{0,30}thank)\']\n')
     (tmp_path / "rules.toml").write_text(
-        '[[rule]]\nid = "named"\ncategory = "romantic"\ndescription = "d"\nscore = 10\n'
-        'terms = ["love you", "be mine"]\nunless_sets = ["thanks"]\n'
-        '[[rule]]\nid = "unnamed"\ncategory = "romantic"\ndescription = "d"\nscore = 10\n'
-        'terms = ["love you"]\n')
+        _rule_table("named", "romantic", 'terms = ["love you", "be mine"]\n'
+                    'unless_sets = ["thanks"]\n')
+        + _rule_table("unnamed", "romantic", 'terms = ["love you"]\n'))
     matched = _matcher(load_ruleset([tmp_path]))
 
     assert matched("love you, thank you so much") == {"unnamed"}

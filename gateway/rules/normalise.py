@@ -74,9 +74,8 @@ MASKED_WORDS = (
     "matar mierda pinche chingar verga pendeja cabrona "
     "fotze schlampe titten arsch ficken vogeln geil hure nutte "
     "pute salope seins cul nichons chatte bite connasse conne").split()
-_MASKED_BY_LENGTH: dict[int, list[str]] = {}
-for _word in MASKED_WORDS:
-    _MASKED_BY_LENGTH.setdefault(len(_word), []).append(_word)
+_MASKED_BY_LENGTH = {length: [w for w in MASKED_WORDS if len(w) == length]
+                     for length in {len(w) for w in MASKED_WORDS}}
 _MASKED = re.compile(r"(?<![\w*])[a-z]+\*[a-z*]*(?![\w*])")
 LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b",
                       "9": "g", "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e"})
