@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test check bench system-deps clean
 
-$(STAMP): pyproject.toml setup.py gateway/rules/_fold.c
+$(STAMP): pyproject.toml setup.py gateway/rules/_fold.c gateway/_wire.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -212,3 +212,22 @@ def test_integer_conversions_match_dkimpys(number: int, length: int) -> None:
     assert int_to_bytes(number, length) == expected
     assert type(int_to_bytes(number, length)) is type(expected)
     assert bytes_to_int(bytes(expected)) == dkimpy_str2int(bytes(expected))
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(st.binary(min_size=1, max_size=300), st.integers(min_value=3, max_value=2 ** 2100),
+       st.sampled_from([3, 17, 65537]), st.integers(min_value=1, max_value=300))
+def test_public_step_matches_dkimpys(message: bytes, modulus: int, exponent: int,
+                                     length: int) -> None:
+    from gateway.auth.dkim import dkimpy_rsa_encrypt, rsa_public_step
+    public = {"modulus": modulus, "publicExponent": exponent}
+    assert rsa_public_step(message, public, length) == dkimpy_rsa_encrypt(message, public, length)
+
+
+@settings(max_examples=2000, derandomize=True, deadline=None)
+@given(BODIES)
+def test_relaxed_changes_compiled_matches_python(body: bytes) -> None:
+    wire = pytest.importorskip("gateway._wire", reason="gateway._wire was not compiled")
+    from gateway.auth.dkim import relaxed_changes_in_python
+    assert wire.relaxed_changes(body) == relaxed_changes_in_python(body)
+    assert wire.relaxed_changes(memoryview(body)) == relaxed_changes_in_python(memoryview(body))

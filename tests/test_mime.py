@@ -5,6 +5,7 @@ from __future__ import annotations
 from email import policy as email_policy
 from email.parser import BytesHeaderParser
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -81,8 +82,21 @@ def test_encode_qp_is_quopris_with_crlf(text: str) -> None:
     import quopri
 
     from gateway.mime import encode_qp
+    from gateway.mime import qp_crlf_in_python
     data = text.encode("utf-8").replace(b"\r\n", b"\n")
-    assert encode_qp(text, "utf-8") == quopri.encodestring(data).replace(b"\n", b"\r\n")
+    expected = quopri.encodestring(data).replace(b"\n", b"\r\n")
+    assert encode_qp(text, "utf-8") == expected
+    assert qp_crlf_in_python(data) == expected
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None)
+@given(st.binary(max_size=200) | st.lists(st.sampled_from(
+    [b"a", b" ", b"\t", b".", b"\n", b"\r", b"\r\n", b"=", b"\x00", b"\x7f", b"\xff", b"x" * 74]),
+    max_size=40).map(b"".join))
+def test_compiled_qp_is_binasciis_with_crlf(data: bytes) -> None:
+    import binascii
+    wire = pytest.importorskip("gateway._wire", reason="gateway._wire was not compiled")
+    assert wire.encode_qp_crlf(data) == binascii.b2a_qp(data).replace(b"\n", b"\r\n")
 
 
 def test_plain_text_is_encoded_without_binascii() -> None:
