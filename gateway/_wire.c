@@ -53,23 +53,36 @@ static PyObject *lf_after_cr(PyObject *module, PyObject *arg) {
  * a line would pass 76 characters; "=", bytes above 126, control bytes but TAB, CR and LF,
  * a lone "." line and a space or tab at the very end are escaped; a space or tab before a
  * line end becomes =20 or =09; a line end is "\n" (or "\r\n", kept, when the first line end
- * of the data is one: binascii's own rule). Written twice through one walk: once to count,
- * once to fill the output. */
+ * of the data is one: binascii's own rule). Each line starts afresh, so a line of plain
+ * characters (nearly every line of a reply) is copied in pieces of 75; any other line takes
+ * binascii's walk byte by byte. */
 #define QP_LINE 76
 
 typedef struct {
-    char *out; /* NULL while counting */
-    Py_ssize_t size;
+    PyObject *bytes;
+    char *out;
+    Py_ssize_t size, capacity;
+    int keep_cr;
 } Output;
 
-static void put(Output *o, char c) {
-    if (o->out)
-        o->out[o->size] = c;
-    o->size++;
+static int reserve(Output *o, Py_ssize_t more) {
+    if (o->size + more <= o->capacity)
+        return 0;
+    Py_ssize_t capacity = o->capacity * 2;
+    if (capacity < o->size + more)
+        capacity = o->size + more;
+    if (_PyBytes_Resize(&o->bytes, capacity) < 0)
+        return -1;
+    o->out = PyBytes_AS_STRING(o->bytes);
+    o->capacity = capacity;
+    return 0;
 }
 
-static void put_line_end(Output *o, int keep_cr) {
-    if (keep_cr)
+/* The put functions write into room reserved before them. */
+static void put(Output *o, char c) { o->out[o->size++] = c; }
+
+static void put_line_end(Output *o) {
+    if (o->keep_cr)
         put(o, '\r');
     put(o, '\r'); /* every LF becomes CRLF */
     put(o, '\n');
@@ -82,9 +95,40 @@ static void put_escape(Output *o, unsigned char c) {
     put(o, hex[c & 15]);
 }
 
-static void qp_walk(const unsigned char *data, Py_ssize_t size, int keep_cr, Output *o) {
-    Py_ssize_t line = 0, in = 0;
+static void put_soft_break(Output *o) {
+    put(o, '=');
+    put_line_end(o);
+}
+
+/* A space or tab written just before a line end is escaped instead. */
+static void protect_line_end(Output *o) {
+    char before = o->size ? o->out[o->size - 1] : 0;
+    if (before == ' ' || before == '\t') {
+        o->size--;
+        put_escape(o, (unsigned char)before);
+    }
+}
+
+/* Printable ASCII but "=", and space and tab: written as they are, away from line ends. */
+static unsigned char plain[256];
+
+static void init_plain(void) {
+    for (int c = 33; c <= 126; c++)
+        plain[c] = c != '=';
+    plain[' '] = plain['\t'] = 1;
+}
+
+/* Worst case for one byte of input: soft break, escape; or =XX for the byte before, line end. */
+#define QP_MOST_PER_BYTE 7
+
+/* binascii's walk from the start of a line through its line end (or the end of the data);
+ * returns where the next line starts. */
+static Py_ssize_t qp_line_walk(const unsigned char *data, Py_ssize_t size, Py_ssize_t in,
+                               Output *o) {
+    Py_ssize_t line = 0;
     while (in < size) {
+        if (reserve(o, QP_MOST_PER_BYTE) < 0)
+            return -1;
         unsigned char c = data[in];
         int lone_dot = c == '.' && line == 0 &&
             (in + 1 == size || data[in + 1] == '\n' || data[in + 1] == '\r' ||
@@ -93,30 +137,20 @@ static void qp_walk(const unsigned char *data, Py_ssize_t size, int keep_cr, Out
             ((c == '\t' || c == ' ') && in + 1 == size) ||
             (c < 33 && c != '\r' && c != '\n' && c != '\t' && c != ' ')) {
             if (line + 3 >= QP_LINE) {
-                put(o, '=');
-                put_line_end(o, keep_cr);
+                put_soft_break(o);
                 line = 0;
             }
             put_escape(o, c);
             line += 3;
             in++;
         } else if (c == '\n' || (c == '\r' && in + 1 < size && data[in + 1] == '\n')) {
-            /* A space or tab written just before the line end is escaped instead (counting,
-             * binascii reads the input; filling, the output: the same byte). */
-            if (in > 0) {
-                char before = o->out ? o->out[o->size - 1] : (char)data[in - 1];
-                if (before == ' ' || before == '\t') {
-                    o->size--;
-                    put_escape(o, (unsigned char)before);
-                }
-            }
-            put_line_end(o, keep_cr);
-            line = 0;
-            in += c == '\r' ? 2 : 1;
+            if (in > 0)
+                protect_line_end(o);
+            put_line_end(o);
+            return in + (c == '\r' ? 2 : 1);
         } else {
             if (in + 1 != size && data[in + 1] != '\n' && line + 1 >= QP_LINE) {
-                put(o, '=');
-                put_line_end(o, keep_cr);
+                put_soft_break(o);
                 line = 0;
             }
             put(o, (char)c);
@@ -124,6 +158,30 @@ static void qp_walk(const unsigned char *data, Py_ssize_t size, int keep_cr, Out
             in++;
         }
     }
+    return in;
+}
+
+/* A line of plain bytes, not "." alone and not ending the data with a space or tab: what
+ * the walk gives, copied in pieces (75 characters, the last up to 76). */
+static int qp_plain_line(const unsigned char *data, Py_ssize_t start, Py_ssize_t end,
+                         int line_end, Output *o) {
+    Py_ssize_t length = end - start;
+    Py_ssize_t breaks = length > QP_LINE ? (length - 2) / (QP_LINE - 1) : 0;
+    if (reserve(o, length + breaks * 4 + 8) < 0)
+        return -1;
+    const unsigned char *piece = data + start;
+    for (Py_ssize_t i = 0; i < breaks; i++, piece += QP_LINE - 1) {
+        memcpy(o->out + o->size, piece, QP_LINE - 1);
+        o->size += QP_LINE - 1;
+        put_soft_break(o);
+    }
+    memcpy(o->out + o->size, piece, data + end - piece);
+    o->size += data + end - piece;
+    if (line_end) {
+        protect_line_end(o);
+        put_line_end(o);
+    }
+    return 0;
 }
 
 static PyObject *encode_qp_crlf(PyObject *module, PyObject *arg) {
@@ -131,17 +189,39 @@ static PyObject *encode_qp_crlf(PyObject *module, PyObject *arg) {
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
     const unsigned char *data = view.buf;
-    const unsigned char *first_lf = memchr(data, '\n', view.len);
-    int keep_cr = first_lf != NULL && first_lf > data && first_lf[-1] == '\r';
-    Output counting = {NULL, 0};
-    qp_walk(data, view.len, keep_cr, &counting);
-    PyObject *result = PyBytes_FromStringAndSize(NULL, counting.size);
-    if (result != NULL) {
-        Output filling = {PyBytes_AS_STRING(result), 0};
-        qp_walk(data, view.len, keep_cr, &filling);
+    Py_ssize_t size = view.len;
+    const unsigned char *first_lf = memchr(data, '\n', size);
+    Output o = {NULL, NULL, 0, size + size / 32 + 16, 0};
+    o.keep_cr = first_lf != NULL && first_lf > data && first_lf[-1] == '\r';
+    o.bytes = PyBytes_FromStringAndSize(NULL, o.capacity);
+    if (o.bytes == NULL)
+        goto done;
+    o.out = PyBytes_AS_STRING(o.bytes);
+    Py_ssize_t in = 0;
+    while (in < size) {
+        const unsigned char *lf = memchr(data + in, '\n', size - in);
+        Py_ssize_t end = lf ? lf - data : size;
+        Py_ssize_t at = in;
+        while (at < end && plain[data[at]])
+            at++;
+        int simple = at == end && !(end - in == 1 && data[in] == '.') &&
+            (lf || (data[end - 1] != ' ' && data[end - 1] != '\t'));
+        if (simple) {
+            if (qp_plain_line(data, in, end, lf != NULL, &o) < 0)
+                goto failed;
+            in = lf ? end + 1 : end;
+        } else if ((in = qp_line_walk(data, size, in, &o)) < 0) {
+            goto failed;
+        }
     }
+    if (_PyBytes_Resize(&o.bytes, o.size) < 0)
+        o.bytes = NULL;
+    goto done;
+failed:
+    Py_CLEAR(o.bytes);
+done:
     PyBuffer_Release(&view);
-    return result;
+    return o.bytes;
 }
 
 /* --- DKIM relaxed body probes -------------------------------------------------------------
@@ -182,4 +262,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_wire", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__wire(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__wire(void) {
+    init_plain();
+    return PyModule_Create(&module);
+}
