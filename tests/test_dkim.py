@@ -231,3 +231,15 @@ def test_relaxed_changes_compiled_matches_python(body: bytes) -> None:
     from gateway.auth.dkim import relaxed_changes_in_python
     assert wire.relaxed_changes(body) == relaxed_changes_in_python(body)
     assert wire.relaxed_changes(memoryview(body)) == relaxed_changes_in_python(memoryview(body))
+
+
+HEADER_VALUES = st.lists(st.sampled_from([b"a", b"B", b" ", b"\t", b"\r\n", b"\n", b"\r", b"\xe9",
+                                          b"\r\n ", b"  "]), max_size=20).map(b"".join)
+
+
+@settings(max_examples=2000, derandomize=True, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([b"From", b"SUBJECT ", b"x-Tag\t", b"to"]),
+                          HEADER_VALUES), max_size=4))
+def test_relaxed_headers_match_dkimpy(headers: list[tuple[bytes, bytes]]) -> None:
+    from gateway.auth.dkim import dkimpy_relaxed_headers, relaxed_headers
+    assert relaxed_headers(headers) == dkimpy_relaxed_headers(headers)
