@@ -292,6 +292,114 @@ static PyObject *relaxed_changes(PyObject *module, PyObject *arg) {
     return PyLong_FromLong(found);
 }
 
+/* --- HTML tags as a reader reads them ------------------------------------------------------
+ * What gateway/identity/markup.py's two regular expressions give for ASCII markup, one after
+ * the other: `</?(?:NAMES)\b[^<>]*>` removed (inline tags, so 'Ja<b>ne</b>' reads 'Jane'),
+ * then `<[^<>]*>` as a space. NAMES are the lower-case inline tag names (a frozenset), matched
+ * without regard to case; a name ends where the run of word characters ends. */
+#define LONGEST_TAG_NAME 16
+
+static int is_ascii_word(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Where the first "<" or ">" at or after `at` is, or `size`. */
+static Py_ssize_t next_angle(const char *text, Py_ssize_t size, Py_ssize_t at) {
+    while (at < size && text[at] != '<' && text[at] != '>')
+        at++;
+    return at;
+}
+
+/* 1 when text[at] starts an inline tag, its end (after ">") in *end; 0 when not; -1 on error. */
+static int inline_tag_at(const char *text, Py_ssize_t size, Py_ssize_t at, PyObject *names,
+                         Py_ssize_t *end) {
+    Py_ssize_t start = at + 1;
+    if (start < size && text[start] == '/')
+        start++;
+    Py_ssize_t stop = start;
+    while (stop < size && is_ascii_word((unsigned char)text[stop]))
+        stop++;
+    if (stop == start || stop - start > LONGEST_TAG_NAME)
+        return 0;
+    char name[LONGEST_TAG_NAME];
+    for (Py_ssize_t i = start; i < stop; i++)
+        name[i - start] = (char)Py_TOLOWER((unsigned char)text[i]);
+    PyObject *key = PyUnicode_FromStringAndSize(name, stop - start);
+    if (key == NULL)
+        return -1;
+    int known = PySet_Contains(names, key);
+    Py_DECREF(key);
+    if (known <= 0)
+        return known;
+    Py_ssize_t close = next_angle(text, size, stop);
+    if (close == size || text[close] != '>')
+        return 0;
+    *end = close + 1;
+    return 1;
+}
+
+static PyObject *tags_as_read(PyObject *module, PyObject *args) {
+    PyObject *markup, *names;
+    if (!PyArg_ParseTuple(args, "UO!", &markup, &PyFrozenSet_Type, &names))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(markup)) {
+        PyErr_SetString(PyExc_ValueError, "tags_as_read reads ASCII markup only");
+        return NULL;
+    }
+    const char *text = (const char *)PyUnicode_DATA(markup);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(markup);
+    char *kept = PyMem_Malloc(size + 1), *read = PyMem_Malloc(size + 1);
+    PyObject *result = NULL;
+    if (kept == NULL || read == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* Inline tags removed. */
+    Py_ssize_t kept_size = 0, at = 0;
+    while (at < size) {
+        const char *angle = memchr(text + at, '<', size - at);
+        Py_ssize_t until = angle ? angle - text : size;
+        memcpy(kept + kept_size, text + at, until - at);
+        kept_size += until - at;
+        if (until == size)
+            break;
+        Py_ssize_t end;
+        int found = inline_tag_at(text, size, until, names, &end);
+        if (found < 0)
+            goto done;
+        if (found) {
+            at = end;
+        } else {
+            kept[kept_size++] = '<';
+            at = until + 1;
+        }
+    }
+    /* Every other tag as a space. */
+    Py_ssize_t read_size = 0;
+    at = 0;
+    while (at < kept_size) {
+        const char *angle = memchr(kept + at, '<', kept_size - at);
+        Py_ssize_t until = angle ? angle - kept : kept_size;
+        memcpy(read + read_size, kept + at, until - at);
+        read_size += until - at;
+        if (until == kept_size)
+            break;
+        Py_ssize_t close = next_angle(kept, kept_size, until + 1);
+        if (close < kept_size && kept[close] == '>') {
+            read[read_size++] = ' ';
+            at = close + 1;
+        } else {
+            read[read_size++] = '<';
+            at = until + 1;
+        }
+    }
+    result = PyUnicode_DecodeASCII(read, read_size, NULL);
+done:
+    PyMem_Free(kept);
+    PyMem_Free(read);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"only_crlf", only_crlf, METH_O, "True when every CR and every LF is part of a CRLF."},
     {"lf_after_cr", lf_after_cr, METH_O, "True when every LF is preceded by a CR."},
@@ -300,6 +408,8 @@ static PyMethodDef methods[] = {
     {"relaxed_changes", relaxed_changes, METH_O,
      "1 | 2: whitespace before a CRLF | a tab or two spaces (what relaxed canonicalisation "
      "changes)."},
+    {"tags_as_read", tags_as_read, METH_VARARGS,
+     "ASCII markup with inline tags (named in a frozenset) removed and other tags as a space."},
     {NULL, NULL, 0, NULL},
 };
 

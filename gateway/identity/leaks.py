@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from gateway.config import Directory
-from gateway.identity.patterns import (Hit, IdentityPatterns, factored_alternation,
-                                       patterns_for, prepare)
+from gateway.identity.markup import tags_as_read
+from gateway.identity.patterns import Hit, IdentityPatterns, patterns_for, prepare
 from gateway.mime import (
     CONTENT_LINE_TYPES,
     Part,
@@ -158,14 +158,6 @@ def _check_body(tree: Tree, part: Part, patterns: IdentityPatterns, report: Repo
             report(f"visible text of {where}", patterns.hits(prepare(visible_text(reading))))
 
 
-_INLINE_TAG_NAMES = ("b", "i", "u", "em", "strong", "span", "font", "a", "small", "big", "sub",
-                     "sup", "mark", "abbr", "wbr", "s", "strike", "code", "tt", "bdi", "bdo", "q",
-                     "cite", "dfn", "kbd", "samp", "var", "time", "data")
-_INLINE_TAGS = re.compile(r"</?" + factored_alternation(_INLINE_TAG_NAMES) + r"\b[^<>]*>",
-                          re.IGNORECASE)
-_ANY_TAG = re.compile(r"<[^<>]*>")
-
-
 def _without_comments(markup: str) -> str:
     """Comments read as a space; linear even when a comment is never closed."""
     pieces: list[str] = []
@@ -184,7 +176,4 @@ def _without_comments(markup: str) -> str:
 
 def visible_text(markup: str) -> str:
     """HTML as a reader sees it: inline tags vanish (so 'Ja<b>ne</b>' reads 'Jane')."""
-    text = _without_comments(markup)
-    text = _INLINE_TAGS.sub("", text)
-    text = _ANY_TAG.sub(" ", text)
-    return html.unescape(text)
+    return html.unescape(tags_as_read(_without_comments(markup)))

@@ -58,9 +58,9 @@ from email.utils import formataddr, getaddresses, parseaddr
 from urllib.parse import quote, unquote
 
 from gateway.config import Agent, Directory
+from gateway.identity.markup import INLINE_TAG_NAMES, tags_as_read
 from gateway.identity.message_ids import MessageIdKey
-from gateway.identity.patterns import (IdentityPatterns, factored_alternation, patterns_for,
-                                       prepare)
+from gateway.identity.patterns import IdentityPatterns, patterns_for, prepare
 from gateway.lineends import crlf
 from gateway.mime import (
     CONTENT_LINE_TYPES,
@@ -665,8 +665,6 @@ def _rewrite_html(markup: str, context: _Context, removed_ids: set[str]) -> tupl
     return markup, markup != original
 
 
-_INLINE_TAG_NAMES = frozenset(
-    ["b", "i", "u", "em", "strong", "span", "font", "a", "small", "big", "sub", "sup", "mark", "abbr", "wbr", "s", "strike", "code", "tt", "bdi", "bdo", "q", "cite", "dfn", "kbd", "samp", "var", "time", "data"])
 _TAG_NAME = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)")
 
 
@@ -689,7 +687,7 @@ def _visible_map(markup: str) -> tuple[str, list[tuple[int, int]]]:
                     break
                 end = close + 1
             name = _TAG_NAME.match(markup, position)
-            if name is None or name.group(1).lower() not in _INLINE_TAG_NAMES:
+            if name is None or name.group(1).lower() not in INLINE_TAG_NAMES:
                 chars.append(" ")
                 spans.append((position, position))
             position = end
@@ -711,13 +709,8 @@ def _visible_map(markup: str) -> tuple[str, list[tuple[int, int]]]:
     return "".join(chars), spans
 
 
-_INLINE_TAG = re.compile(r"</?" + factored_alternation(_INLINE_TAG_NAMES) + r"\b[^<>]*>",
-                         re.IGNORECASE)
-_OTHER_TAG = re.compile(r"<[^<>]*>")
-
-
 def _cheap_visible_text(markup: str) -> str:
-    return html.unescape(_OTHER_TAG.sub(" ", _INLINE_TAG.sub("", markup)))
+    return html.unescape(tags_as_read(markup))
 
 
 def _replace_split_names(markup: str, patterns: IdentityPatterns) -> str:
