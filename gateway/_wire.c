@@ -49,8 +49,8 @@ static PyObject *lf_after_cr(PyObject *module, PyObject *arg) {
 }
 
 /* --- quoted-printable -------------------------------------------------------------------
- * binascii.b2a_qp(data) (istext, no quotetabs, no header), then every LF written as CRLF:
- * what gateway/mime.py's encode_qp gives. The rules are binascii's: a soft break "=" before
+ * binascii.b2a_qp(data) (istext, no quotetabs, no header) of data with every CRLF read as LF,
+ * then every LF written as CRLF: what gateway/mime.py's encode_qp gives. The rules are binascii's: a soft break "=" before
  * a line would pass 76 characters; "=", bytes above 126, control bytes but TAB, CR and LF,
  * a lone "." line and a space or tab at the very end are escaped; a space or tab before a
  * line end becomes =20 or =09; a line end is "\n" (or "\r\n", kept, when the first line end
@@ -185,12 +185,46 @@ static int qp_plain_line(const unsigned char *data, Py_ssize_t start, Py_ssize_t
     return 0;
 }
 
+/* A copy of data with every CRLF as LF (text from Python keeps its CRLF line ends), or NULL
+ * with *size unchanged when data holds no CR. */
+static unsigned char *lf_line_ends(const unsigned char *data, Py_ssize_t *size, int *failed) {
+    *failed = 0;
+    if (memchr(data, '\r', *size) == NULL)
+        return NULL;
+    unsigned char *copy = PyMem_Malloc(*size ? *size : 1);
+    if (copy == NULL) {
+        *failed = 1;
+        PyErr_NoMemory();
+        return NULL;
+    }
+    Py_ssize_t written = 0, at = 0;
+    while (at < *size) {
+        const unsigned char *cr = memchr(data + at, '\r', *size - at);
+        Py_ssize_t until = cr ? cr - data : *size;
+        memcpy(copy + written, data + at, until - at);
+        written += until - at;
+        if (until == *size)
+            break;
+        if (until + 1 == *size || data[until + 1] != '\n')
+            copy[written++] = '\r'; /* a lone CR stays */
+        at = until + 1;
+    }
+    *size = written;
+    return copy;
+}
+
 static PyObject *encode_qp_crlf(PyObject *module, PyObject *arg) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    const unsigned char *data = view.buf;
     Py_ssize_t size = view.len;
+    int failed;
+    unsigned char *converted = lf_line_ends(view.buf, &size, &failed);
+    if (failed) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const unsigned char *data = converted ? converted : view.buf;
     const unsigned char *first_lf = memchr(data, '\n', size);
     Output o = {NULL, NULL, 0, size + size / 32 + 16, 0};
     o.keep_cr = first_lf != NULL && first_lf > data && first_lf[-1] == '\r';
@@ -221,6 +255,7 @@ static PyObject *encode_qp_crlf(PyObject *module, PyObject *arg) {
 failed:
     Py_CLEAR(o.bytes);
 done:
+    PyMem_Free(converted);
     PyBuffer_Release(&view);
     return o.bytes;
 }
@@ -404,7 +439,7 @@ static PyMethodDef methods[] = {
     {"only_crlf", only_crlf, METH_O, "True when every CR and every LF is part of a CRLF."},
     {"lf_after_cr", lf_after_cr, METH_O, "True when every LF is preceded by a CR."},
     {"encode_qp_crlf", encode_qp_crlf, METH_O,
-     "binascii.b2a_qp(data) with every LF written as CRLF."},
+     "binascii.b2a_qp(data.replace(b'\\r\\n', b'\\n')) with every LF written as CRLF."},
     {"relaxed_changes", relaxed_changes, METH_O,
      "1 | 2: whitespace before a CRLF | a tab or two spaces (what relaxed canonicalisation "
      "changes)."},

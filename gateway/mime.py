@@ -345,11 +345,13 @@ def decode_words(value: str) -> str:
 
 def encode_qp(text: str, charset: str) -> bytes:
     """Quoted-printable with CRLF line breaks: safe through any 8bit-to-7bit conversion."""
-    return _qp_crlf(text.encode(charset).replace(b"\r\n", b"\n"))
+    return _qp_crlf(text.encode(charset))
 
 
 def qp_crlf_in_python(data: bytes) -> bytes:
-    """binascii's quoted-printable (quopri.encodestring) of `data`, every LF written as CRLF."""
+    """binascii's quoted-printable (quopri.encodestring) of `data` with its CRLFs read as LF,
+    every LF written as CRLF."""
+    data = data.replace(b"\r\n", b"\n")
     plain = _plain_qp(data)
     if plain is not None:
         return plain
