@@ -435,6 +435,173 @@ done:
     return result;
 }
 
+/* --- keys between word edges -------------------------------------------------------------
+ * EdgeKeys(keys, edges).find(text) gives what an Aho-Corasick automaton of `keys` finds, every
+ * occurrence overlapping others, in b" " + text.encode().translate(edges) + b" ", as
+ * (key index, start, end) in that padded text: the identity scan's word-anchored pass
+ * (gateway/identity/patterns.py). Every key starts with a space, so only the places where the
+ * padded text has one are tried, each against the keys whose next two bytes are the text's
+ * (one bucket of 65,536); an automaton restarted at every space cost more than this. The
+ * translation is read on the way, not copied. */
+#define BUCKETS 65536
+
+typedef struct {
+    PyObject_HEAD
+    unsigned char edges[256];
+    Py_ssize_t count;
+    char **keys;
+    Py_ssize_t *lengths;
+    int32_t *next; /* the next key of the same bucket, or -1 */
+    int32_t *heads;
+    uint64_t used[BUCKETS / 64]; /* buckets holding a key: looked at before heads (8 KB) */
+} EdgeKeys;
+
+static void EdgeKeys_dealloc(EdgeKeys *self) {
+    for (Py_ssize_t i = 0; i < self->count; i++)
+        PyMem_Free(self->keys ? self->keys[i] : NULL);
+    PyMem_Free(self->keys);
+    PyMem_Free(self->lengths);
+    PyMem_Free(self->next);
+    PyMem_Free(self->heads);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *EdgeKeys_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *key_list;
+    Py_buffer edges;
+    if (!PyArg_ParseTuple(args, "O!y*", &PyList_Type, &key_list, &edges))
+        return NULL;
+    EdgeKeys *self = NULL;
+    if (edges.len != 256) {
+        PyErr_SetString(PyExc_ValueError, "edges must be a table of 256 bytes");
+        goto failed;
+    }
+    self = (EdgeKeys *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        goto failed;
+    memcpy(self->edges, edges.buf, 256);
+    Py_ssize_t count = PyList_GET_SIZE(key_list);
+    if (count >= INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "too many keys");
+        goto failed;
+    }
+    self->keys = PyMem_Calloc(count ? count : 1, sizeof(char *));
+    self->lengths = PyMem_Calloc(count ? count : 1, sizeof(Py_ssize_t));
+    self->next = PyMem_Calloc(count ? count : 1, sizeof(int32_t));
+    self->heads = PyMem_Malloc(BUCKETS * sizeof(int32_t));
+    if (!self->keys || !self->lengths || !self->next || !self->heads) {
+        PyErr_NoMemory();
+        goto failed;
+    }
+    self->count = count;
+    for (Py_ssize_t b = 0; b < BUCKETS; b++)
+        self->heads[b] = -1;
+    /* Added from the last, so each bucket lists its keys in the order given. */
+    for (Py_ssize_t i = count - 1; i >= 0; i--) {
+        PyObject *key = PyList_GET_ITEM(key_list, i);
+        if (!PyBytes_Check(key) || PyBytes_GET_SIZE(key) < 3 || PyBytes_AS_STRING(key)[0] != ' ') {
+            PyErr_SetString(PyExc_ValueError, "every key is bytes of three or more, the first a space");
+            goto failed;
+        }
+        Py_ssize_t length = PyBytes_GET_SIZE(key);
+        self->keys[i] = PyMem_Malloc(length);
+        if (self->keys[i] == NULL) {
+            PyErr_NoMemory();
+            goto failed;
+        }
+        memcpy(self->keys[i], PyBytes_AS_STRING(key), length);
+        self->lengths[i] = length;
+        unsigned char *k = (unsigned char *)self->keys[i];
+        int bucket = k[1] << 8 | k[2];
+        self->next[i] = self->heads[bucket];
+        self->heads[bucket] = (int32_t)i;
+        self->used[bucket / 64] |= 1ULL << (bucket % 64);
+    }
+    PyBuffer_Release(&edges);
+    return (PyObject *)self;
+failed:
+    PyBuffer_Release(&edges);
+    Py_XDECREF(self);
+    return NULL;
+}
+
+/* Byte i of the padded text. */
+static inline unsigned char padded_at(const EdgeKeys *self, const unsigned char *text,
+                                      Py_ssize_t size, Py_ssize_t i) {
+    return i == 0 || i == size + 1 ? ' ' : self->edges[text[i - 1]];
+}
+
+/* Appends every key found at `start` of the padded text; -1 on error. */
+static int keys_at(const EdgeKeys *self, const unsigned char *text, Py_ssize_t size,
+                   Py_ssize_t start, PyObject *found) {
+    Py_ssize_t padded = size + 2;
+    if (start + 3 > padded)
+        return 0;
+    int bucket = padded_at(self, text, size, start + 1) << 8 |
+                 padded_at(self, text, size, start + 2);
+    if (!(self->used[bucket / 64] & (1ULL << (bucket % 64))))
+        return 0;
+    for (int32_t k = self->heads[bucket]; k != -1; k = self->next[k]) {
+        Py_ssize_t length = self->lengths[k];
+        if (start + length > padded)
+            continue;
+        const unsigned char *key = (const unsigned char *)self->keys[k];
+        Py_ssize_t i = 3;
+        while (i < length && key[i] == padded_at(self, text, size, start + i))
+            i++;
+        if (i < length)
+            continue;
+        PyObject *match = Py_BuildValue("(inn)", (int)k, start, start + length);
+        if (match == NULL || PyList_Append(found, match) < 0) {
+            Py_XDECREF(match);
+            return -1;
+        }
+        Py_DECREF(match);
+    }
+    return 0;
+}
+
+static PyObject *EdgeKeys_find(EdgeKeys *self, PyObject *arg) {
+    if (!PyUnicode_Check(arg) || !PyUnicode_IS_ASCII(arg)) {
+        PyErr_SetString(PyExc_ValueError, "EdgeKeys.find reads ASCII text only");
+        return NULL;
+    }
+    const unsigned char *text = PyUnicode_DATA(arg);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(arg);
+    PyObject *found = PyList_New(0);
+    if (found == NULL)
+        return NULL;
+    /* The padding's first space, then every byte of text that reads as one (text[i] is
+     * byte i + 1 of the padded text). */
+    if (keys_at(self, text, size, 0, found) < 0)
+        goto failed;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (self->edges[text[i]] == ' ' && keys_at(self, text, size, i + 1, found) < 0)
+            goto failed;
+    }
+    return found;
+failed:
+    Py_DECREF(found);
+    return NULL;
+}
+
+static PyMethodDef EdgeKeys_methods[] = {
+    {"find", (PyCFunction)EdgeKeys_find, METH_O,
+     "(key index, start, end) of every key in b' ' + text.translate(edges) + b' '."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject EdgeKeysType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gateway._wire.EdgeKeys",
+    .tp_basicsize = sizeof(EdgeKeys),
+    .tp_dealloc = (destructor)EdgeKeys_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Keys that start with a space, found in text read through a byte table.",
+    .tp_methods = EdgeKeys_methods,
+    .tp_new = EdgeKeys_new,
+};
+
 static PyMethodDef methods[] = {
     {"only_crlf", only_crlf, METH_O, "True when every CR and every LF is part of a CRLF."},
     {"lf_after_cr", lf_after_cr, METH_O, "True when every LF is preceded by a CR."},
@@ -452,5 +619,16 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_wire", NULL, -1, me
 
 PyMODINIT_FUNC PyInit__wire(void) {
     init_plain();
-    return PyModule_Create(&module);
+    if (PyType_Ready(&EdgeKeysType) < 0)
+        return NULL;
+    PyObject *created = PyModule_Create(&module);
+    if (created == NULL)
+        return NULL;
+    Py_INCREF(&EdgeKeysType);
+    if (PyModule_AddObject(created, "EdgeKeys", (PyObject *)&EdgeKeysType) < 0) {
+        Py_DECREF(&EdgeKeysType);
+        Py_DECREF(created);
+        return NULL;
+    }
+    return created;
 }

@@ -72,6 +72,23 @@ def test_anchored_scan_finds_what_the_full_scan_finds(scanners: list[IdentityPat
                 scanner, padded, list(scanner._all_candidates(folded)))
 
 
+@settings(max_examples=2000, derandomize=True, deadline=None)
+@given(st.lists(NAME_PIECES | st.sampled_from(["doe  jane", "j  doe", "jose alvarez", "a", " x "]),
+                max_size=20).map("".join))
+def test_compiled_key_scan_finds_what_the_automaton_finds(text: str) -> None:
+    import ahocorasick_rs
+
+    wire = pytest.importorskip("gateway._wire", reason="gateway._wire was not compiled")
+    from gateway.identity.patterns import _ASCII_EDGE_BYTES
+    folded = fold_text(prepare(text)).encode("ascii", "replace").decode("ascii")
+    for directory in (load_directory(ROOT / "agents.toml"), bench_directory(50)):
+        keys = [key.encode("ascii") for key in patterns_for(directory)._ascii_key_texts]
+        automaton = ahocorasick_rs.BytesAhoCorasick(keys)
+        expected = automaton.find_matches_as_indexes(
+            b" " + folded.encode("ascii").translate(_ASCII_EDGE_BYTES) + b" ", overlapping=True)
+        assert sorted(wire.EdgeKeys(keys, _ASCII_EDGE_BYTES).find(folded)) == sorted(expected)
+
+
 def _accepted(scanner: IdentityPatterns, text: str, candidates: list) -> list:
     original = scanner._anchored_candidates
     scanner._anchored_candidates = lambda folded: candidates  # type: ignore[method-assign]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -21,6 +21,11 @@ import ahocorasick_rs
 import regex
 
 from gateway.config import Agent, Directory, fold_name
+
+try:
+    from gateway._wire import EdgeKeys
+except ImportError:  # no C compiler at install time: the ASCII keys go to ahocorasick_rs too
+    EdgeKeys = None
 
 PHONE_REPLACEMENT = "[number withheld]"
 
@@ -211,6 +216,18 @@ def _spellings(name: str) -> tuple[str, ...]:
     return (name,) if spelled == composed else (name, spelled)
 
 
+def _ascii_key_finder(keys: list[bytes]) -> Callable[[str], list[tuple[int, int, int]]]:
+    """(key index, start, end) of every key in b" " + folded + b" " with every byte that is no
+    letter or digit read as a space, for ASCII folded text."""
+    if not keys:
+        return lambda folded: []
+    if EdgeKeys is not None:
+        return EdgeKeys(keys, _ASCII_EDGE_BYTES).find
+    automaton = ahocorasick_rs.BytesAhoCorasick(keys)
+    return lambda folded: automaton.find_matches_as_indexes(
+        b" " + folded.encode("ascii").translate(_ASCII_EDGE_BYTES) + b" ", overlapping=True)
+
+
 class IdentityPatterns:
     """Finds and replaces the identity of every agent in a directory."""
 
@@ -273,10 +290,12 @@ class IdentityPatterns:
         # ASCII text (nearly all of it) is scanned as bytes for the keys it can hold, the
         # ASCII ones: a byte table translates it many times quicker than a dict, and the
         # automaton reads bytes in place where it copies a str to UTF-8 and converts offsets.
+        # Compiled (gateway/_wire.c), the scan reads the folded text through the byte table
+        # itself and tries keys only where a word starts: about 2.5x quicker again.
         ascii_keys = [key for key in anchored if key.isascii()]
         self._ascii_keys = tuple(anchored[key] for key in ascii_keys)
-        self._ascii_anchored = ahocorasick_rs.BytesAhoCorasick(
-            [key.encode("ascii") for key in ascii_keys]) if ascii_keys else None
+        self._ascii_key_texts = tuple(ascii_keys)
+        self._find_ascii_keys = _ascii_key_finder([key.encode("ascii") for key in ascii_keys])
         if len(self._anywhere):
             self._anywhere.make_automaton()
         self.phones: list[tuple[str, Agent]] = [
@@ -345,25 +364,25 @@ class IdentityPatterns:
         letters keys start with; anchored on the space before a word it is quicker, and it
         never offers the keys inside words ("lea" in "please", "doe" in "does")."""
         found: list[tuple[int, int, tuple[Target, ...]]] = []
+        matches: list[tuple[int, int, int]] = []
         if folded.isascii():
-            # The key table of the ASCII keys; the text as bytes, every byte that is no letter
-            # or digit a space.
-            automaton, keys = self._ascii_anchored, self._ascii_keys
-            edges: str | bytes = folded.encode("ascii").translate(_ASCII_EDGE_BYTES)
-            scanned: str | bytes = b" " + edges + b" "
+            # The ASCII keys; the text as bytes, every byte that is no letter or digit a space.
+            keys = self._ascii_keys
+            matches = self._find_ascii_keys(folded)
         else:
             beyond_ascii = len(folded) - len(folded.encode("ascii", "ignore"))
             if beyond_ascii * _MOSTLY_ASCII > len(folded):
                 return None
-            automaton, keys = self._anchored, self._anchored_keys
-            edges = _NON_ASCII.sub(lambda run: _as_edges(run.group()),
-                                   folded.translate(_ASCII_EDGES))
-            scanned = f" {edges} "
-        if automaton is not None:
+            keys = self._anchored_keys
+            if self._anchored is not None:
+                edges_text = _NON_ASCII.sub(lambda run: _as_edges(run.group()),
+                                            folded.translate(_ASCII_EDGES))
+                matches = self._anchored.find_matches_as_indexes(f" {edges_text} ",
+                                                                 overlapping=True)
+        if matches:
             # Index i + 1 of the scanned text is index i of the folded text; a match starts
             # with the space before its key and ends with the space after it.
-            for index, start, last in automaton.find_matches_as_indexes(scanned,
-                                                                         overlapping=True):
+            for index, start, last in matches:
                 end = last - 2
                 targets = keys[index].get(folded[start:end])
                 if targets is not None:  # not another key with other punctuation
