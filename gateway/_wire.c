@@ -48,6 +48,31 @@ static PyObject *lf_after_cr(PyObject *module, PyObject *arg) {
     return PyBool_FromLong(result);
 }
 
+/* (length of the first, longest of those between, length of the last, count) of the lines
+ * of data.split(b"\r\n"): what the DATA reader checks against the line length limit. */
+static PyObject *line_lengths(PyObject *module, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const char *data = view.buf, *end = data + view.len, *line = data, *at = data;
+    Py_ssize_t first = -1, longest = 0, count = 1;
+    while ((at = memchr(at, '\n', end - at)) != NULL) {
+        if (at > data && at[-1] == '\r' && at - 1 >= line) {
+            Py_ssize_t length = at - 1 - line;
+            if (first < 0)
+                first = length;
+            else if (length > longest)
+                longest = length;
+            count++;
+            line = at + 1;
+        }
+        at++;
+    }
+    Py_ssize_t last = end - line;
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(nnnn)", first < 0 ? last : first, longest, last, count);
+}
+
 /* --- quoted-printable -------------------------------------------------------------------
  * binascii.b2a_qp(data) (istext, no quotetabs, no header) of data with every CRLF read as LF,
  * then every LF written as CRLF: what gateway/mime.py's encode_qp gives. The rules are binascii's: a soft break "=" before
@@ -650,6 +675,8 @@ static PyTypeObject EdgeKeysType = {
 static PyMethodDef methods[] = {
     {"only_crlf", only_crlf, METH_O, "True when every CR and every LF is part of a CRLF."},
     {"lf_after_cr", lf_after_cr, METH_O, "True when every LF is preceded by a CR."},
+    {"line_lengths", line_lengths, METH_O,
+     "(first, longest between, last, count) of the lengths of data.split(b'\\r\\n')."},
     {"encode_qp_crlf", encode_qp_crlf, METH_O,
      "binascii.b2a_qp(data.replace(b'\\r\\n', b'\\n')) with every LF written as CRLF."},
     {"relaxed_changes", relaxed_changes, METH_O,

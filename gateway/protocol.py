@@ -156,6 +156,19 @@ class VeilSMTP(SMTP):
         await self.push("250 OK" if status is MISSING else status)
 
 
+def line_lengths_in_python(data: bytes) -> tuple[int, int, int, int]:
+    """(length of the first, longest of those between, length of the last, count) of the
+    lines of data.split(b"\\r\\n")."""
+    lines = data.split(b"\r\n")
+    return len(lines[0]), max(map(len, lines[1:-1]), default=0), len(lines[-1]), len(lines)
+
+
+try:
+    from gateway._wire import line_lengths  # one memchr walk, no list of lines
+except ImportError:  # no C compiler at install time
+    line_lengths = line_lengths_in_python
+
+
 class _Lines:
     """aiosmtpd's DATA limits, applied to the stuffed lines as they arrive (RFC 5321 4.5.3.1).
 
@@ -179,23 +192,23 @@ class _Lines:
             piece, self.carry = self.carry + piece, b""
         if piece.endswith(b"\r"):
             piece, self.carry = piece[:-1], b"\r"
-        lines = piece.split(b"\r\n")
-        last = len(lines[-1])
+        first, longest_between, last, count = line_lengths(piece)
         limit = self.line_length_limit
-        if len(lines) == 1:
+        if count == 1:
             if self.partial + last <= limit:
                 self.partial += last
                 return
         else:
             complete = self.partial + len(piece) - last  # bytes of the lines ended here
             # Nearly always: no line is long and the size stays within its limit.
-            if self.partial + len(lines[0]) + 2 <= limit and last <= limit and \
-                    max(map(len, lines[1:-1]), default=0) + 2 <= limit and \
+            if self.partial + first + 2 <= limit and last <= limit and \
+                    longest_between + 2 <= limit and \
                     not (self.data_size_limit and
                          self.received + complete > self.data_size_limit):
                 self.received += complete
                 self.partial = last
                 return
+        lines = piece.split(b"\r\n")
         for index, line in enumerate(lines):
             length = self.partial + len(line)
             if index == len(lines) - 1:  # no CRLF yet

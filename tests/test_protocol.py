@@ -161,3 +161,11 @@ async def test_data_cut_off_by_a_closed_connection_is_not_handed_on() -> None:
     reader = asyncio.StreamReader(limit=1001)
     reader.feed_data(b"Subject: half a message\r\n")
     assert await read_data(reader, 1001, 0, connected=lambda: False) is None
+
+
+@settings(max_examples=2000, derandomize=True, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"xyz"]), max_size=20).map(b"".join))
+def test_compiled_line_lengths_match_their_definition(data: bytes) -> None:
+    wire = pytest.importorskip("gateway._wire", reason="gateway._wire was not compiled")
+    from gateway.protocol import line_lengths_in_python
+    assert wire.line_lengths(data) == line_lengths_in_python(data)
