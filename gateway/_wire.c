@@ -73,6 +73,153 @@ static PyObject *line_lengths(PyObject *module, PyObject *arg) {
     return Py_BuildValue("(nnnn)", first < 0 ? last : first, longest, last, count);
 }
 
+/* --- header blocks ----------------------------------------------------------------------
+ * header_fields(raw, start, end) gives (fields, items) for the header block raw[start:end]:
+ * what gateway/mime.py's _fields and _plain_header_items give (their definitions). fields:
+ * (lower-case name or "", start, end) of each field with its continuation lines, lines split
+ * as bytes.splitlines splits them; items: (name, value) as email's compat32 parser reads a
+ * block without defects, or None for any other block. */
+typedef struct {
+    Py_ssize_t start, end, name_start, name_end; /* name_end == name_start: no name */
+} Field;
+
+static int is_name_byte(unsigned char c) { return c >= '!' && c <= '~' && c != ':'; }
+
+static int is_strip_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\x0b' || c == '\x0c';
+}
+
+static PyObject *header_fields(PyObject *module, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t start, end;
+    if (!PyArg_ParseTuple(args, "y*nn", &view, &start, &end))
+        return NULL;
+    const unsigned char *raw = view.buf;
+    if (end > view.len)
+        end = view.len;
+    if (start < 0)
+        start = 0;
+    Py_ssize_t capacity = 16, count = 0;
+    Field *fields = PyMem_Malloc(capacity * sizeof(Field));
+    PyObject *field_list = NULL, *items = NULL, *result = NULL;
+    if (fields == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t position = start; position < end;) {
+        Py_ssize_t line_end = position;
+        while (line_end < end && raw[line_end] != '\r' && raw[line_end] != '\n')
+            line_end++;
+        if (line_end < end)
+            line_end += raw[line_end] == '\r' && line_end + 1 < end && raw[line_end + 1] == '\n'
+                ? 2 : 1;
+        if (count && (raw[position] == ' ' || raw[position] == '\t')) {
+            fields[count - 1].end = line_end;
+        } else {
+            if (count == capacity) {
+                Field *grown = PyMem_Realloc(fields, 2 * capacity * sizeof(Field));
+                if (grown == NULL) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                fields = grown;
+                capacity *= 2;
+            }
+            Field *field = &fields[count++];
+            field->start = position;
+            field->end = line_end;
+            field->name_start = field->name_end = position;
+            const unsigned char *colon = memchr(raw + position, ':', line_end - position);
+            if (colon != NULL) {
+                Py_ssize_t name_start = position, name_end = colon - raw;
+                while (name_start < name_end && is_strip_space(raw[name_start]))
+                    name_start++;
+                while (name_end > name_start && is_strip_space(raw[name_end - 1]))
+                    name_end--;
+                Py_ssize_t i = name_start;
+                while (i < name_end && is_name_byte(raw[i]))
+                    i++;
+                if (i == name_end && name_end > name_start) {
+                    field->name_start = name_start;
+                    field->name_end = name_end;
+                }
+            }
+        }
+        position = line_end;
+    }
+    field_list = PyList_New(count);
+    if (field_list == NULL)
+        goto done;
+    for (Py_ssize_t f = 0; f < count; f++) {
+        char name[256];
+        Py_ssize_t length = fields[f].name_end - fields[f].name_start;
+        PyObject *name_object;
+        if (length <= (Py_ssize_t)sizeof(name)) {
+            for (Py_ssize_t i = 0; i < length; i++)
+                name[i] = (char)Py_TOLOWER(raw[fields[f].name_start + i]);
+            name_object = PyUnicode_DecodeASCII(name, length, NULL);
+        } else {
+            PyObject *original = PyUnicode_DecodeASCII((const char *)raw + fields[f].name_start,
+                                                       length, NULL);
+            name_object = original ? PyObject_CallMethod(original, "lower", NULL) : NULL;
+            Py_XDECREF(original);
+        }
+        PyObject *entry = name_object ? Py_BuildValue("(Nnn)", name_object, fields[f].start,
+                                                      fields[f].end) : NULL;
+        if (entry == NULL)
+            goto done;
+        PyList_SET_ITEM(field_list, f, entry);
+    }
+    /* Plain: no line break that str.splitlines knows and bytes.splitlines does not, and every
+     * field a name followed at once by its colon. */
+    int plain = 1;
+    for (Py_ssize_t i = start; i < end && plain; i++) {
+        unsigned char c = raw[i];
+        if (c == 0x0b || c == 0x0c || c == 0x1c || c == 0x1d || c == 0x1e)
+            plain = 0;
+    }
+    if (plain) {
+        items = PyList_New(count);
+        if (items == NULL)
+            goto done;
+        for (Py_ssize_t f = 0; f < count && plain; f++) {
+            Py_ssize_t colon = fields[f].start;
+            while (colon < fields[f].end && is_name_byte(raw[colon]))
+                colon++;
+            if (colon == fields[f].start || colon == fields[f].end || raw[colon] != ':') {
+                plain = 0;
+                break;
+            }
+            Py_ssize_t value_start = colon + 1, value_end = fields[f].end;
+            while (value_start < value_end && (raw[value_start] == ' ' || raw[value_start] == '\t'))
+                value_start++;
+            while (value_end > value_start &&
+                   (raw[value_end - 1] == '\r' || raw[value_end - 1] == '\n'))
+                value_end--;
+            PyObject *name = PyUnicode_DecodeASCII((const char *)raw + fields[f].start,
+                                                   colon - fields[f].start, NULL);
+            PyObject *value = name ? PyUnicode_DecodeASCII((const char *)raw + value_start,
+                                                           value_end - value_start,
+                                                           "surrogateescape") : NULL;
+            PyObject *item = value ? PyTuple_Pack(2, name, value) : NULL;
+            Py_XDECREF(name);
+            Py_XDECREF(value);
+            if (item == NULL)
+                goto done;
+            PyList_SET_ITEM(items, f, item);
+        }
+        if (!plain)
+            Py_CLEAR(items);
+    }
+    result = Py_BuildValue("(OO)", field_list, items ? items : Py_None);
+done:
+    Py_XDECREF(field_list);
+    Py_XDECREF(items);
+    PyMem_Free(fields);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 /* --- quoted-printable -------------------------------------------------------------------
  * binascii.b2a_qp(data) (istext, no quotetabs, no header) of data with every CRLF read as LF,
  * then every LF written as CRLF: what gateway/mime.py's encode_qp gives. The rules are binascii's: a soft break "=" before
@@ -675,6 +822,8 @@ static PyTypeObject EdgeKeysType = {
 static PyMethodDef methods[] = {
     {"only_crlf", only_crlf, METH_O, "True when every CR and every LF is part of a CRLF."},
     {"lf_after_cr", lf_after_cr, METH_O, "True when every LF is preceded by a CR."},
+    {"header_fields", header_fields, METH_VARARGS,
+     "(fields, items) of the header block raw[start:end], as gateway/mime.py reads it."},
     {"line_lengths", line_lengths, METH_O,
      "(first, longest between, last, count) of the lengths of data.split(b'\\r\\n')."},
     {"encode_qp_crlf", encode_qp_crlf, METH_O,

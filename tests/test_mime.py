@@ -34,6 +34,15 @@ def test_plain_header_items_are_what_email_reads(block: bytes) -> None:
 
 @settings(max_examples=1000, derandomize=True, deadline=None)
 @given(st.lists(PIECES, max_size=24).map(b"".join))
+def test_compiled_header_reading_matches_its_definition(block: bytes) -> None:
+    wire = pytest.importorskip("gateway._wire", reason="gateway._wire was not compiled")
+    from gateway.mime import header_fields_in_python
+    for start, end in ((0, len(block)), (min(3, len(block)), max(len(block) - 2, 0))):
+        assert wire.header_fields(block, start, end) == header_fields_in_python(block, start, end)
+
+
+@settings(max_examples=1000, derandomize=True, deadline=None)
+@given(st.lists(PIECES, max_size=24).map(b"".join))
 def test_part_facts_are_emails(block: bytes) -> None:
     message = block + b"\r\n\r\nbody\r\n"
     root = parse(message).root
