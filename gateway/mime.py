@@ -133,14 +133,22 @@ _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 
 def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
-    """(end of header block, start of body) within raw[start:end]."""
+    """(end of header block, start of body) within raw[start:end]: at the first blank line,
+    _BLANK_LINE's first match."""
     if raw.startswith((b"\r\n", b"\n"), start):
         return start, start + (2 if raw.startswith(b"\r\n", start) else 1)
-    match = _BLANK_LINE.search(raw, start, end)
-    if match is None:
+    # bytes.find is many times quicker than the regular expression, which tries every byte.
+    # The first blank line's first LF is the first "\n\r\n" or "\n\n"; the usual CRLF block
+    # has a "\n\r\n" at its end, so the search for "\n\n" stops there.
+    crlf_blank = raw.find(b"\n\r\n", start, end)
+    lf_blank = raw.find(b"\n\n", start, end if crlf_blank == -1 else crlf_blank + 1)
+    if lf_blank != -1:
+        first_lf, body_start = lf_blank, lf_blank + 2
+    elif crlf_blank != -1:
+        first_lf, body_start = crlf_blank, crlf_blank + 3
+    else:
         return end, end
-    return match.start() + (2 if raw[match.start():match.start() + 2] == b"\r\n" else 1), \
-        match.end()
+    return first_lf + 1, body_start
 
 
 _FIELD_NAME = re.compile(rb"[!-9;-~]+")

@@ -116,3 +116,17 @@ def test_plain_text_is_encoded_without_binascii() -> None:
     for needs_escapes in (b"a=b", b"caf\xc3\xa9", b"tab\there", b"space at the end ", b".",
                           b"a\n.\nb"):
         assert _plain_qp(needs_escapes) is None
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b":"]), max_size=16).map(b"".join),
+       st.integers(min_value=0, max_value=3), st.integers(min_value=0, max_value=3))
+def test_header_end_is_the_first_blank_line(raw: bytes, skip: int, cut: int) -> None:
+    from gateway.mime import _BLANK_LINE
+    start, end = min(skip, len(raw)), max(len(raw) - cut, 0)
+    expected: tuple[int, int] = (end, end)
+    if raw.startswith((b"\r\n", b"\n"), start):
+        expected = (start, start + (2 if raw.startswith(b"\r\n", start) else 1))
+    elif (match := _BLANK_LINE.search(raw, start, end)) is not None:
+        expected = (raw.index(b"\n", match.start()) + 1, match.end())
+    assert _header_end(raw, start, end) == expected
