@@ -10,6 +10,10 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Eight bytes at a time (SWAR): a byte repeated in each of a word's bytes, their high bits. */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
 /* True when every LF is preceded by a CR; with `every_cr`, also every CR followed by an LF. */
 static int crlf_only(const char *data, Py_ssize_t size, int every_cr) {
     const char *end = data + size;
@@ -71,6 +75,56 @@ static PyObject *line_lengths(PyObject *module, PyObject *arg) {
     Py_ssize_t last = end - line;
     PyBuffer_Release(&view);
     return Py_BuildValue("(nnnn)", first < 0 ? last : first, longest, last, count);
+}
+
+/* --- digits -------------------------------------------------------------------------------
+ * digit_positions(text, most): the positions of the ASCII digits in text, in order, or None
+ * when there are more than `most` (the phone scan then runs its regular expression over the
+ * whole text). What ten str.find loops, one per digit, give, in one pass. */
+static PyObject *digit_positions(PyObject *module, PyObject *args) {
+    PyObject *text;
+    Py_ssize_t most;
+    if (!PyArg_ParseTuple(args, "Un", &text, &most))
+        return NULL;
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text);
+    PyObject *found = PyList_New(0);
+    if (found == NULL)
+        return NULL;
+    Py_ssize_t i = 0;
+    while (i < size) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (kind == PyUnicode_1BYTE_KIND) {
+            /* Eight characters at a time past those that hold no digit (prose mostly). */
+            const unsigned char *bytes = data;
+            for (; i + 8 <= size; i += 8) {
+                uint64_t x, low;
+                memcpy(&x, bytes + i, 8);
+                low = x & ~HIGHS; /* no carry between bytes below */
+                if ((low + ONES * (0x80 - '0')) & ~(low + ONES * (0x80 - '9' - 1)) & ~x & HIGHS)
+                    break;
+            }
+            if (i >= size)
+                break;
+        }
+#endif
+        Py_UCS4 c = PyUnicode_READ(kind, data, i++);
+        if (c < '0' || c > '9')
+            continue;
+        if (PyList_GET_SIZE(found) == most) {
+            Py_DECREF(found);
+            Py_RETURN_NONE;
+        }
+        PyObject *position = PyLong_FromSsize_t(i - 1);
+        if (position == NULL || PyList_Append(found, position) < 0) {
+            Py_XDECREF(position);
+            Py_DECREF(found);
+            return NULL;
+        }
+        Py_DECREF(position);
+    }
+    return found;
 }
 
 /* --- header blocks ----------------------------------------------------------------------
@@ -437,8 +491,6 @@ done:
  * spaces together (relaxed compresses them). Most bodies hold no tab, and then only the
  * spaces matter: eight bytes at a time, looking closer only where a space is followed by a
  * space or a CR. */
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
 
 /* 0x80 in every byte of x that equals c, 0 in the others (exact: no carry between bytes). */
 static inline uint64_t bytes_equal(uint64_t x, unsigned char c) {
@@ -822,6 +874,8 @@ static PyTypeObject EdgeKeysType = {
 static PyMethodDef methods[] = {
     {"only_crlf", only_crlf, METH_O, "True when every CR and every LF is part of a CRLF."},
     {"lf_after_cr", lf_after_cr, METH_O, "True when every LF is preceded by a CR."},
+    {"digit_positions", digit_positions, METH_VARARGS,
+     "Positions of the ASCII digits in text, or None when there are more than `most`."},
     {"header_fields", header_fields, METH_VARARGS,
      "(fields, items) of the header block raw[start:end], as gateway/mime.py reads it."},
     {"line_lengths", line_lengths, METH_O,

@@ -228,3 +228,13 @@ def test_latin_1_text_needs_no_composing() -> None:
 
     assert all(unicodedata.is_normalized("NFC", chr(code)) and
                unicodedata.combining(chr(code)) == 0 for code in range(256))
+
+
+@settings(max_examples=2000, derandomize=True, deadline=None)
+@given(st.lists(st.sampled_from(["a", "1", " ", "9", "é", "٣", "0", "\u0661", "\xb9", "abcdefgh",
+                                 "Ж", "🙂"]), max_size=30).map("".join),
+       st.sampled_from([0, 1, 3, 64]))
+def test_compiled_digit_positions_match_their_definition(text: str, most: int) -> None:
+    wire = pytest.importorskip("gateway._wire", reason="gateway._wire was not compiled")
+    from gateway.identity.patterns import digit_positions_in_python
+    assert wire.digit_positions(text, most) == digit_positions_in_python(text, most)
