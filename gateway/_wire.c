@@ -1,9 +1,11 @@
-/* Byte-level passes over whole messages that the outbound path makes several times each:
- * line-end checks, quoted-printable encoding, the probes of DKIM's relaxed body
- * canonicalisation. Each is one loop over the buffer; in Python they were several passes
- * (bytes.count for each line end) or a loop per line. The Python definitions stay where
- * they were (gateway/lineends.py, gateway/mime.py, gateway/auth/dkim.py) and run when this
- * module was not compiled; tests hold both to the same results on generated input.
+/* Passes over whole messages that the outbound path makes several times each: line-end
+ * checks and the DATA reader's line lengths, the digits a phone scan starts from, header
+ * blocks split into fields, quoted-printable encoding, the probes of DKIM's relaxed body
+ * canonicalisation, HTML tags read by pattern, and the word-anchored identity scan. Each is
+ * one loop over the buffer where Python made several passes, a copy or a loop per line. The
+ * Python definitions stay beside each use (gateway/lineends.py, gateway/protocol.py,
+ * gateway/mime.py, gateway/auth/dkim.py, gateway/identity/) and run when this module was not
+ * compiled; tests hold both to the same results on generated input.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -34,23 +36,18 @@ static int crlf_only(const char *data, Py_ssize_t size, int every_cr) {
     return 1;
 }
 
-static PyObject *only_crlf(PyObject *module, PyObject *arg) {
+static PyObject *crlf_check(PyObject *arg, int every_cr) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    int result = crlf_only(view.buf, view.len, 1);
+    int result = crlf_only(view.buf, view.len, every_cr);
     PyBuffer_Release(&view);
     return PyBool_FromLong(result);
 }
 
-static PyObject *lf_after_cr(PyObject *module, PyObject *arg) {
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    int result = crlf_only(view.buf, view.len, 0);
-    PyBuffer_Release(&view);
-    return PyBool_FromLong(result);
-}
+static PyObject *only_crlf(PyObject *module, PyObject *arg) { return crlf_check(arg, 1); }
+
+static PyObject *lf_after_cr(PyObject *module, PyObject *arg) { return crlf_check(arg, 0); }
 
 /* (length of the first, longest of those between, length of the last, count) of the lines
  * of data.split(b"\r\n"): what the DATA reader checks against the line length limit. */
