@@ -594,6 +594,16 @@ static int inline_tag_at(const char *text, Py_ssize_t size, Py_ssize_t at, PyObj
     return 1;
 }
 
+/* Copies text[at:] up to the next "<" to the end of out; returns where that "<" is, or size. */
+static Py_ssize_t copy_to_tag(const char *text, Py_ssize_t size, Py_ssize_t at, char *out,
+                              Py_ssize_t *out_size) {
+    const char *angle = memchr(text + at, '<', size - at);
+    Py_ssize_t until = angle ? angle - text : size;
+    memcpy(out + *out_size, text + at, until - at);
+    *out_size += until - at;
+    return until;
+}
+
 static PyObject *tags_as_read(PyObject *module, PyObject *args) {
     PyObject *markup, *names;
     if (!PyArg_ParseTuple(args, "UO!", &markup, &PyFrozenSet_Type, &names))
@@ -613,10 +623,7 @@ static PyObject *tags_as_read(PyObject *module, PyObject *args) {
     /* Inline tags removed. */
     Py_ssize_t kept_size = 0, at = 0;
     while (at < size) {
-        const char *angle = memchr(text + at, '<', size - at);
-        Py_ssize_t until = angle ? angle - text : size;
-        memcpy(kept + kept_size, text + at, until - at);
-        kept_size += until - at;
+        Py_ssize_t until = copy_to_tag(text, size, at, kept, &kept_size);
         if (until == size)
             break;
         Py_ssize_t end;
@@ -634,10 +641,7 @@ static PyObject *tags_as_read(PyObject *module, PyObject *args) {
     Py_ssize_t read_size = 0;
     at = 0;
     while (at < kept_size) {
-        const char *angle = memchr(kept + at, '<', kept_size - at);
-        Py_ssize_t until = angle ? angle - kept : kept_size;
-        memcpy(read + read_size, kept + at, until - at);
-        read_size += until - at;
+        Py_ssize_t until = copy_to_tag(kept, kept_size, at, read, &read_size);
         if (until == kept_size)
             break;
         Py_ssize_t close = next_angle(kept, kept_size, until + 1);
