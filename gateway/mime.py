@@ -129,12 +129,9 @@ class Tree:
 _NEWLINE = re.compile(rb"\r?\n")
 
 
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
-
-
 def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
-    """(end of header block, start of body) within raw[start:end]: at the first blank line,
-    _BLANK_LINE's first match."""
+    """(end of header block, start of body) within raw[start:end]: at the first blank line
+    (a line end, CRLF or LF, right after another), or the whole of it when there is none."""
     if raw.startswith((b"\r\n", b"\n"), start):
         return start, start + (2 if raw.startswith(b"\r\n", start) else 1)
     # bytes.find is many times quicker than the regular expression, which tries every byte.
